@@ -1,0 +1,1 @@
+//! The companion HTTP backend (to be written).

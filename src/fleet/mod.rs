@@ -1,0 +1,1 @@
+//! Fleet: config file, supervisor, durable stats (to be written).

@@ -1,0 +1,1 @@
+//! The in-order event relay (to be written).
