@@ -57,11 +57,7 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
         Level::Debug => "DEBUG",
     };
     let prog = PROG.get().map(String::as_str).unwrap_or("lb");
-    let line = format!(
-        "{prog}[{}] {} {tag} {args}\n",
-        std::process::id(),
-        utc_timestamp(SystemTime::now())
-    );
+    let line = format!("{prog}[{}] {} {tag} {args}\n", std::process::id(), utc_timestamp(SystemTime::now()));
     // A closed stderr must not take the process down; there is nowhere else to report it.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
@@ -72,13 +68,7 @@ pub fn utc_timestamp(t: SystemTime) -> String {
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, dd) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_millis())
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
