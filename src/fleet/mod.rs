@@ -1,1 +1,5 @@
-//! Fleet: config file, supervisor, durable stats (to be written).
+//! The fleet: a whole set-up from one config file, supervised backends, durable stats.
+
+pub mod file;
+pub mod store;
+pub mod supervisor;
