@@ -16,7 +16,7 @@ pub const USAGE: &str = "usage: loadbalancer [-N n] [-R r] [OPTIONS] PORT SERVER
 #[derive(Debug)]
 pub enum Command {
     /// Run the balancer with these settings (and maybe a config file under them).
-    Run(Args),
+    Run(Box<Args>),
     /// `-h`: print help, exit 0.
     Help,
     /// `-V`: print the version, exit 0.
@@ -126,11 +126,11 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Command, UsageError> {
     if let Some(h) = m.opt_str("host") {
         layer.host = Some(h.parse().map_err(|_| UsageError(format!("--host '{h}': not an IP address")))?);
     }
-    Ok(Command::Run(Args {
+    Ok(Command::Run(Box::new(Args {
         layer,
         config_file: m.opt_str("config").map(PathBuf::from),
         log_level: log::level_from_counts(m.opt_count("v"), m.opt_count("q")),
-    }))
+    })))
 }
 
 fn parse_stats(rest: &[&str]) -> Result<Command, UsageError> {

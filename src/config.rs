@@ -305,7 +305,7 @@ impl Config {
         };
         let mut weights = layer.weights.unwrap_or_default();
         // Longest prefix first, so the first match is the most specific.
-        weights.sort_by(|a, b| b.0.prefix.cmp(&a.0.prefix));
+        weights.sort_by_key(|w| std::cmp::Reverse(w.0.prefix));
         Ok(Config {
             listen,
             servers,
@@ -371,7 +371,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         (s, 1.0)
     };
     let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0 && v < 1e9).then(|| Duration::from_secs_f64(v * scale))
+    (0.0..1e9).contains(&v).then(|| Duration::from_secs_f64(v * scale))
 }
 
 #[cfg(test)]

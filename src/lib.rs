@@ -14,6 +14,7 @@ pub mod log;
 pub mod accept;
 pub mod admin;
 pub mod backend;
+pub mod balancer;
 pub mod bridge;
 pub mod cli;
 pub mod config;
@@ -27,3 +28,4 @@ pub mod select;
 pub mod stats;
 #[allow(unsafe_code)] // the one doorway to libc; each block carries a SAFETY comment
 pub mod sys;
+pub mod worker;

@@ -1,1 +1,2 @@
-//! (to be written)
+//! Placeholder page until the full one lands.
+pub const PAGE: &str = "<!doctype html><title>loadbalancer</title>";
