@@ -63,6 +63,9 @@ pub fn run(args: Args) -> Result<(), RunError> {
     let health = Health { dispatcher: Arc::clone(&dispatcher) };
     spawn("health", move || health.run())?;
     if let Some(listener) = admin_listener {
+        if let Ok(a) = listener.local_addr() {
+            crate::info!("admin on http://{a}/");
+        }
         let admin = Admin { listener, dispatcher: Arc::clone(&dispatcher), pool: Arc::clone(&pool) };
         spawn("admin", move || admin.run())?;
     }
@@ -70,9 +73,6 @@ pub fn run(args: Args) -> Result<(), RunError> {
         if let Ok(a) = l.local_addr() {
             crate::info!("listening on {a}");
         }
-    }
-    if let Some(a) = config.admin {
-        crate::info!("admin on http://{a}/");
     }
     crate::info!(
         "bridging at most {} connections to {} server(s): {}",

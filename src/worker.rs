@@ -112,6 +112,7 @@ impl Worker {
             };
             match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
                 Ok(conn) => {
+                    crate::debug!("client {}: to server {addr}", job.peer);
                     let _ = conn.set_nodelay(true); // latency only; the bridge works without it
                     let end = self.bridge(&job.client, &conn, &config, progress);
                     let exchange = Exchange {

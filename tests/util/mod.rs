@@ -1,0 +1,340 @@
+//! Shared helpers for the balancer's integration tests: real processes on 127.0.0.1, ports
+//! from binding port 0 (each program logs the port it got), std::net clients. Every wait is
+//! bounded in time and fails with a message.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const LB: &str = env!("CARGO_BIN_EXE_loadbalancer");
+pub const BACKEND: &str = env!("CARGO_BIN_EXE_backend");
+
+/// A child process whose stderr is collected line by line, and whose exit is reported by a
+/// thread blocked in `wait`, so tests wait on events, not on a polling loop.
+pub struct Proc {
+    pub pid: i32,
+    pub cmd: String,
+    lines: Receiver<String>,
+    exit: Receiver<ExitStatus>,
+    status: Option<ExitStatus>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    pub fn spawn(exe: &str, args: &[&str]) -> Proc {
+        Self::spawn_env(exe, args, &[])
+    }
+
+    pub fn spawn_env(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let cmd = format!("{exe} {}", args.join(" "));
+        let mut c = Command::new(exe);
+        c.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child: Child = c.spawn().unwrap_or_else(|e| panic!("cannot start {cmd}: {e}"));
+        let pid = child.id() as i32;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let (etx, erx) = channel();
+        std::thread::spawn(move || {
+            if let Ok(st) = child.wait() {
+                let _ = etx.send(st);
+            }
+        });
+        Proc { pid, cmd, lines: rx, exit: erx, status: None, log }
+    }
+
+    /// Waits for a stderr line containing `needle`; returns it.
+    pub fn wait_line(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("{}: no line with {needle:?} within {timeout:?}; stderr:\n{}", self.cmd, self.stderr()),
+            }
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        if self.status.is_none() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig);
+        }
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(st) = self.status {
+            return st;
+        }
+        match self.exit.recv_timeout(timeout) {
+            Ok(st) => {
+                self.status = Some(st);
+                st
+            }
+            Err(_) => panic!("{} did not exit within {timeout:?}; stderr:\n{}", self.cmd, self.stderr()),
+        }
+    }
+
+    /// The exit status if the process has exited by now.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.exit.try_recv().ok();
+        }
+        self.status
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            self.signal(nix::sys::signal::Signal::SIGKILL);
+            let _ = self.exit.recv_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+fn port_from(line: &str, marker: &str) -> u16 {
+    let rest = &line[line.find(marker).unwrap_or_else(|| panic!("{marker} not in {line}")) + marker.len()..];
+    let addr = rest.split_whitespace().next().unwrap().trim_end_matches('/');
+    addr.rsplit(':').next().unwrap().parse().unwrap_or_else(|_| panic!("no port in {line}"))
+}
+
+/// A companion backend on a free port.
+pub struct Backend {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+pub fn backend(args: &[&str]) -> Backend {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("0");
+    let proc = Proc::spawn(BACKEND, &all);
+    let line = proc.wait_line("listening on ", Duration::from_secs(10));
+    let port = port_from(&line, "listening on ");
+    Backend { proc, port }
+}
+
+/// A running balancer: its port, and its admin port if `--admin 0` was given.
+pub struct Lb {
+    pub proc: Proc,
+    pub port: u16,
+    pub admin: Option<u16>,
+}
+
+/// Starts `loadbalancer ARGS... 0 SERVERS...` and waits until it listens.
+pub fn balancer(args: &[&str], servers: &[u16]) -> Lb {
+    balancer_env(args, servers, &[])
+}
+
+pub fn balancer_env(args: &[&str], servers: &[u16], env: &[(&str, &str)]) -> Lb {
+    let ports: Vec<String> = servers.iter().map(|p| p.to_string()).collect();
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("0");
+    all.extend(ports.iter().map(String::as_str));
+    let proc = Proc::spawn_env(LB, &all, env);
+    let line = proc.wait_line("listening on ", Duration::from_secs(10));
+    let port = port_from(&line, "listening on ");
+    let admin = args
+        .contains(&"--admin")
+        .then(|| port_from(&proc.wait_line("admin on ", Duration::from_secs(10)), "admin on http://"));
+    Lb { proc, port, admin }
+}
+
+/// A parsed HTTP reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+    pub raw: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends raw bytes, half-closes nothing, reads to EOF (bounded by `timeout`).
+pub fn exchange(port: u16, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    exchange_from(None, port, request, timeout)
+}
+
+/// Like `exchange`, from a chosen source address (for client classes).
+pub fn exchange_from(src: Option<&str>, port: u16, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let mut s = connect_from(src, port)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(request)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+pub fn connect_from(src: Option<&str>, port: u16) -> std::io::Result<TcpStream> {
+    let dst: SocketAddr = ([127, 0, 0, 1], port).into();
+    match src {
+        None => TcpStream::connect(dst),
+        Some(ip) => {
+            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            let local: SocketAddr = format!("{ip}:0").parse().unwrap();
+            sock.bind(&local.into())?;
+            sock.connect(&dst.into())?;
+            Ok(sock.into())
+        }
+    }
+}
+
+pub fn parse_reply(raw: Vec<u8>) -> Reply {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    let Some(end) = end else {
+        return Reply { status: 0, head: String::new(), body: Vec::new(), raw };
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Reply { status, head, body: raw[end..].to_vec(), raw }
+}
+
+pub fn request(port: u16, method: &str, path: &str, body: &[u8]) -> Reply {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n").into_bytes();
+    if !body.is_empty() || method == "PUT" {
+        req.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+    let raw = exchange(port, &req, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{method} {path} on {port}: {e}"));
+    parse_reply(raw)
+}
+
+pub fn get(port: u16, path: &str) -> Reply {
+    request(port, "GET", path, b"")
+}
+
+/// Which backend answered (its `Server-Name` header).
+pub fn served_by(port: u16, path: &str) -> String {
+    let r = get(port, path);
+    r.header("Server-Name").unwrap_or_else(|| format!("(status {}: {:?})", r.status, r.text()))
+}
+
+/// `GET /inflight` on a backend: (current, max).
+pub fn inflight(backend_port: u16) -> (u64, u64) {
+    let r = get(backend_port, "/inflight");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("/inflight: {e}: {}", r.text()));
+    (v["current"].as_u64().unwrap(), v["max"].as_u64().unwrap())
+}
+
+/// `GET /status` on the admin port, parsed.
+pub fn status(admin: u16) -> serde_json::Value {
+    let r = get(admin, "/status");
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("/status: {e}: {}", r.text()))
+}
+
+/// Half-closes after sending, then reads to EOF: the shape of `curl -T` uploads.
+pub fn exchange_half_close(port: u16, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(request)?;
+    s.shutdown(Shutdown::Write)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// A fake server for failure cases: answers every connection with `reply` (or nothing, if
+/// `None`, keeping the connection open). Runs until the test ends.
+pub fn fake_server(reply: Option<&'static [u8]>) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            match reply {
+                Some(r) => {
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf);
+                    let _ = s.write_all(r);
+                }
+                None => held.push(s),
+            }
+        }
+    });
+    port
+}
+
+/// A port nobody listens on (bound, then released).
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A scripted server: reads each request head, then answers `script(head)` or, for `None`,
+/// holds the connection open without a byte. Runs until the test ends.
+pub fn scripted_server(script: fn(&str) -> Option<Vec<u8>>) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                match script(&String::from_utf8_lossy(&head)) {
+                    Some(reply) => {
+                        let _ = s.write_all(&reply);
+                    }
+                    None => {
+                        // Hold the connection until the peer closes it.
+                        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Answers `/healthcheck` well (0 errors, 0 entries) and never answers anything else.
+pub fn silent_server() -> u16 {
+    scripted_server(|head| {
+        head.starts_with("GET /healthcheck ").then(|| b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n".to_vec())
+    })
+}
+
+pub const EXACT_500: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+pub const EXACT_503: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
