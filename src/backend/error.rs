@@ -1,0 +1,44 @@
+//! The one error type of the backend's run time: each variant is a start-up step, and its
+//! message says what we did, to which address, with the `io::Error` as source. (Command-line
+//! refusals are [`super::args::ArgsError`], exit status 2; these are exit status 1.)
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+#[derive(Debug)]
+pub enum Error {
+    /// Creating, configuring, binding or listening on the socket failed (a port in use lands
+    /// here).
+    Listen {
+        addr: SocketAddr,
+        what: &'static str,
+        source: io::Error,
+    },
+    /// Installing the SIGTERM/SIGINT handlers failed.
+    Signals(io::Error),
+    /// Starting a worker thread failed.
+    Spawn(io::Error),
+    /// `prctl(PR_SET_PDEATHSIG)` failed.
+    DieWithParent(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Listen { addr, what, source } => write!(f, "{what} on {addr}: {source}"),
+            Error::Signals(e) => write!(f, "installing signal handlers: {e}"),
+            Error::Spawn(e) => write!(f, "starting a worker thread: {e}"),
+            Error::DieWithParent(e) => write!(f, "--die-with-parent: prctl(PR_SET_PDEATHSIG): {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Listen { source, .. } => Some(source),
+            Error::Signals(e) | Error::Spawn(e) | Error::DieWithParent(e) => Some(e),
+        }
+    }
+}
