@@ -49,10 +49,7 @@ impl fmt::Display for ArgsError {
 impl std::error::Error for ArgsError {}
 
 fn bad(word: impl Into<String>, problem: impl Into<String>) -> ArgsError {
-    ArgsError {
-        word: word.into(),
-        problem: problem.into(),
-    }
+    ArgsError { word: word.into(), problem: problem.into() }
 }
 
 /// The validated command line.
@@ -97,34 +94,14 @@ pub struct Config {
 
 fn options() -> Options {
     let mut o = Options::new();
-    o.optopt(
-        "",
-        "dir",
-        "directory whose files are served (default: .)",
-        "DIR",
-    );
+    o.optopt("", "dir", "directory whose files are served (default: .)", "DIR");
     o.optopt("", "errors", "preset error count (default 0)", "E");
     o.optopt("", "entries", "preset entry count (default 0)", "T");
     o.optopt("", "threads", "worker threads (default 16)", "n");
-    o.optopt(
-        "",
-        "name",
-        "Server-Name of every reply (default backend-PORT)",
-        "NAME",
-    );
+    o.optopt("", "name", "Server-Name of every reply (default backend-PORT)", "NAME");
     o.optopt("", "delay-ms", "sleep d ms before answering", "d");
-    o.optopt(
-        "",
-        "avg-delay-ms",
-        "add a random delay, exponential with mean d ms",
-        "d",
-    );
-    o.optopt(
-        "",
-        "fail-rate",
-        "percent of requests answered 500 (0..100)",
-        "p",
-    );
+    o.optopt("", "avg-delay-ms", "add a random delay, exponential with mean d ms", "d");
+    o.optopt("", "fail-rate", "percent of requests answered 500 (0..100)", "p");
     o.optopt("", "seed", "seed for --avg-delay-ms and --fail-rate", "s");
     o.optopt("", "host", "address to listen on (default 127.0.0.1)", "H");
     o.optflag("", "die-with-parent", "exit when the parent process dies");
@@ -141,8 +118,7 @@ pub fn help() -> String {
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str, what: &str) -> Result<T, ArgsError> {
-    v.parse()
-        .map_err(|_| bad(format!("--{flag} {v}"), format!("not {what}")))
+    v.parse().map_err(|_| bad(format!("--{flag} {v}"), format!("not {what}")))
 }
 
 /// getopts reports an option by its bare name (`v`, `dir`); show it as typed.
@@ -171,8 +147,7 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, ArgsError> {
 
     let port = match m.free.as_slice() {
         [] => return Err(bad("PORT", "missing")),
-        [p] => number::<u16>("", p, "a port (0..65535)")
-            .map_err(|_| bad(p, "not a port (0..65535)"))?,
+        [p] => number::<u16>("", p, "a port (0..65535)").map_err(|_| bad(p, "not a port (0..65535)"))?,
         [_, extra, ..] => return Err(bad(extra, "unexpected word (only one PORT)")),
     };
     let get = |flag: &str| m.opt_str(flag);
@@ -192,10 +167,7 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, ArgsError> {
         Some(v) => match number::<usize>("threads", &v, "a number")? {
             n @ 1..=MAX_THREADS => n,
             _ => {
-                return Err(bad(
-                    format!("--threads {v}"),
-                    format!("must be 1..{MAX_THREADS}"),
-                ));
+                return Err(bad(format!("--threads {v}"), format!("must be 1..{MAX_THREADS}")));
             }
         },
     };
@@ -206,9 +178,7 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, ArgsError> {
         if n.trim().len() != n.len() || n.is_empty() || n.len() > MAX_NAME_LEN || !printable {
             return Err(bad(
                 format!("--name {n}"),
-                format!(
-                    "must be 1..{MAX_NAME_LEN} printable ASCII characters, not starting or ending with a space"
-                ),
+                format!("must be 1..{MAX_NAME_LEN} printable ASCII characters, not starting or ending with a space"),
             ));
         }
     }
@@ -218,17 +188,12 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, ArgsError> {
         Some(v) => match number::<f64>("fail-rate", &v, "a number")? {
             p if (0.0..=100.0).contains(&p) => p,
             _ => {
-                return Err(bad(
-                    format!("--fail-rate {v}"),
-                    "must be a percentage, 0..100",
-                ));
+                return Err(bad(format!("--fail-rate {v}"), "must be a percentage, 0..100"));
             }
         },
     };
 
-    let seed = get("seed")
-        .map(|v| number("seed", &v, "a non-negative integer"))
-        .transpose()?;
+    let seed = get("seed").map(|v| number("seed", &v, "a non-negative integer")).transpose()?;
 
     let host = get("host").unwrap_or_else(|| "127.0.0.1".to_string());
     if host.is_empty() {
@@ -259,12 +224,7 @@ impl Args {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         let addr = (host, self.port)
             .to_socket_addrs()
-            .map_err(|e| {
-                bad(
-                    format!("--host {}", self.host),
-                    format!("does not resolve: {e}"),
-                )
-            })?
+            .map_err(|e| bad(format!("--host {}", self.host), format!("does not resolve: {e}")))?
             .next()
             .ok_or_else(|| bad(format!("--host {}", self.host), "resolves to no address"))?;
         Ok(Config {
@@ -303,10 +263,7 @@ mod tests {
         let a = args("8080");
         assert_eq!((a.port, a.threads, a.errors, a.entries), (8080, 16, 0, 0));
         assert_eq!((a.host.as_str(), a.name.as_deref()), ("127.0.0.1", None));
-        assert_eq!(
-            (a.delay_ms, a.avg_delay_ms, a.fail_rate, a.seed),
-            (0, 0, 0.0, None)
-        );
+        assert_eq!((a.delay_ms, a.avg_delay_ms, a.fail_rate, a.seed), (0, 0, 0.0, None));
         assert_eq!(a.level, Level::Info);
     }
 

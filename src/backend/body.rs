@@ -42,12 +42,7 @@ fn read_error(e: io::Error) -> BodyError {
 }
 
 /// Copies exactly `n` bytes from `src` to `out`.
-fn copy_exact(
-    src: &mut impl Read,
-    out: &mut impl Write,
-    mut n: u64,
-    buf: &mut [u8],
-) -> Result<(), BodyError> {
+fn copy_exact(src: &mut impl Read, out: &mut impl Write, mut n: u64, buf: &mut [u8]) -> Result<(), BodyError> {
     while n > 0 {
         let want = usize::try_from(n).map_or(buf.len(), |n| n.min(buf.len()));
         let got = match src.read(&mut buf[..want]) {
@@ -65,9 +60,7 @@ fn copy_exact(
 /// Reads one line (up to `\n`, at most [`MAX_CHUNK_LINE`] bytes), without its line end.
 fn read_line(src: &mut impl BufRead) -> Result<Vec<u8>, BodyError> {
     let mut line = Vec::new();
-    src.take(MAX_CHUNK_LINE)
-        .read_until(b'\n', &mut line)
-        .map_err(read_error)?;
+    src.take(MAX_CHUNK_LINE).read_until(b'\n', &mut line).map_err(read_error)?;
     match line.pop() {
         Some(b'\n') => {}
         None => return Err(BodyError::Truncated),
@@ -86,11 +79,7 @@ fn copy_chunked(src: &mut impl BufRead, out: &mut impl Write) -> Result<u64, Bod
     let mut total = 0u64;
     loop {
         let line = read_line(src)?;
-        let size = line
-            .split(|&b| b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
+        let size = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
         let size = std::str::from_utf8(size)
             .ok()
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -112,12 +101,7 @@ fn copy_chunked(src: &mut impl BufRead, out: &mut impl Write) -> Result<u64, Bod
 /// Receives a body whose first bytes (already read with the head) are `prefix`, the rest coming
 /// from `rest`; returns how many body bytes were written. Bytes after the body are ignored (one
 /// request per connection).
-pub fn receive(
-    prefix: &[u8],
-    rest: impl Read,
-    framing: Framing,
-    out: &mut impl Write,
-) -> Result<u64, BodyError> {
+pub fn receive(prefix: &[u8], rest: impl Read, framing: Framing, out: &mut impl Write) -> Result<u64, BodyError> {
     let mut src = prefix.chain(rest);
     match framing {
         Framing::Length(n) => {
@@ -140,36 +124,18 @@ mod tests {
 
     #[test]
     fn length_framed() {
-        assert_eq!(
-            recv("he", "llo world", Framing::Length(5)).unwrap(),
-            b"hello"
-        );
-        assert!(matches!(
-            recv("he", "l", Framing::Length(5)),
-            Err(BodyError::Truncated)
-        ));
+        assert_eq!(recv("he", "llo world", Framing::Length(5)).unwrap(), b"hello");
+        assert!(matches!(recv("he", "l", Framing::Length(5)), Err(BodyError::Truncated)));
         assert_eq!(recv("", "", Framing::Length(0)).unwrap(), b"");
     }
 
     #[test]
     fn chunked() {
         let body = "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n";
-        assert_eq!(
-            recv(&body[..3], &body[3..], Framing::Chunked).unwrap(),
-            b"hello world"
-        );
+        assert_eq!(recv(&body[..3], &body[3..], Framing::Chunked).unwrap(), b"hello world");
         assert_eq!(recv("0\n\n", "", Framing::Chunked).unwrap(), b"");
-        assert!(matches!(
-            recv("5\r\nhel", "", Framing::Chunked),
-            Err(BodyError::Truncated)
-        ));
-        assert!(matches!(
-            recv("x\r\n", "", Framing::Chunked),
-            Err(BodyError::Malformed(_))
-        ));
-        assert!(matches!(
-            recv("2\r\nabc\r\n0\r\n\r\n", "", Framing::Chunked),
-            Err(BodyError::Malformed(_))
-        ));
+        assert!(matches!(recv("5\r\nhel", "", Framing::Chunked), Err(BodyError::Truncated)));
+        assert!(matches!(recv("x\r\n", "", Framing::Chunked), Err(BodyError::Malformed(_))));
+        assert!(matches!(recv("2\r\nabc\r\n0\r\n\r\n", "", Framing::Chunked), Err(BodyError::Malformed(_))));
     }
 }

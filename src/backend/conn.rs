@@ -50,10 +50,7 @@ pub fn timeout_for(left: Duration) -> Duration {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
 /// Reads into `buf` until it holds a complete head, the client closes, the head outgrows
@@ -64,9 +61,7 @@ pub fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return HeadRead::TimedOut {
-                silent: buf.is_empty(),
-            };
+            return HeadRead::TimedOut { silent: buf.is_empty() };
         }
         if let Err(e) = stream.set_read_timeout(Some(timeout_for(left))) {
             return HeadRead::Failed(e);
@@ -121,14 +116,8 @@ mod tests {
 
     #[test]
     fn timeouts_round_up() {
-        assert_eq!(
-            timeout_for(Duration::from_nanos(1)),
-            Duration::from_millis(1)
-        );
-        assert_eq!(
-            timeout_for(Duration::from_micros(1500)),
-            Duration::from_millis(2)
-        );
+        assert_eq!(timeout_for(Duration::from_nanos(1)), Duration::from_millis(1));
+        assert_eq!(timeout_for(Duration::from_micros(1500)), Duration::from_millis(2));
         assert_eq!(timeout_for(Duration::from_secs(3)), Duration::from_secs(3));
     }
 }

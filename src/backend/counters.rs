@@ -71,19 +71,12 @@ impl Drop for InFlight<'_> {
 impl Counters {
     /// Counters starting from the `--errors` and `--entries` presets.
     pub fn new(errors: u64, entries: u64) -> Counters {
-        Counters {
-            entries: AtomicU64::new(entries),
-            errors: AtomicU64::new(errors),
-            ..Counters::default()
-        }
+        Counters { entries: AtomicU64::new(entries), errors: AtomicU64::new(errors), ..Counters::default() }
     }
 
     /// `(errors, entries)` now.
     pub fn health(&self) -> (u64, u64) {
-        (
-            self.errors.load(Ordering::SeqCst),
-            self.entries.load(Ordering::SeqCst),
-        )
+        (self.errors.load(Ordering::SeqCst), self.entries.load(Ordering::SeqCst))
     }
 
     /// Counts one answered request as an entry, and as an error when `status >= 400`.
@@ -103,10 +96,7 @@ impl Counters {
 
     /// `(current, max)` in flight.
     pub fn in_flight(&self) -> (u64, u64) {
-        (
-            self.in_flight.load(Ordering::SeqCst),
-            self.max_in_flight.load(Ordering::SeqCst),
-        )
+        (self.in_flight.load(Ordering::SeqCst), self.max_in_flight.load(Ordering::SeqCst))
     }
 
     /// Adds one answered request to the worker statistics. Takes the `worker` lock briefly.

@@ -73,9 +73,7 @@ impl Dice {
 
     /// The outcome of request number `k` (pure: same seed and `k`, same outcome).
     pub fn outcome_at(&self, k: u64) -> Outcome {
-        let base = self
-            .seed
-            .wrapping_add(k.wrapping_mul(2).wrapping_add(1).wrapping_mul(GAMMA));
+        let base = self.seed.wrapping_add(k.wrapping_mul(2).wrapping_add(1).wrapping_mul(GAMMA));
         let u_delay = unit(mix(base));
         let u_fail = unit(mix(base.wrapping_add(GAMMA)));
         let mut delay = self.fixed;
@@ -98,10 +96,8 @@ impl Dice {
 
 /// A seed for runs without `--seed`: the clock and the pid, mixed.
 pub fn default_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     mix(nanos ^ (u64::from(std::process::id()) << 32))
 }
 

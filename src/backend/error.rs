@@ -10,11 +10,7 @@ use std::net::SocketAddr;
 pub enum Error {
     /// Creating, configuring, binding or listening on the socket failed (a port in use lands
     /// here).
-    Listen {
-        addr: SocketAddr,
-        what: &'static str,
-        source: io::Error,
-    },
+    Listen { addr: SocketAddr, what: &'static str, source: io::Error },
     /// Installing the SIGTERM/SIGINT handlers failed.
     Signals(io::Error),
     /// Starting a worker thread failed.

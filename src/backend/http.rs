@@ -84,13 +84,10 @@ fn is_token(s: &[u8]) -> bool {
 
 /// Parses a complete head (as delimited by [`head_end`]).
 pub fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(refuse(400, "malformed request line"));
     };
@@ -118,10 +115,7 @@ pub fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
         if line[0] == b' ' || line[0] == b'\t' {
             return Err(refuse(400, "obsolete header line folding"));
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(refuse(400, "header line without a colon"))?;
+        let colon = line.iter().position(|&b| b == b':').ok_or(refuse(400, "header line without a colon"))?;
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if !is_token(name) {
             return Err(refuse(400, "malformed header name"));
@@ -152,10 +146,7 @@ pub fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
         }
     }
     if transfer_encoding && (content_length.is_some() || !http11) {
-        return Err(refuse(
-            400,
-            "Transfer-Encoding with Content-Length or on HTTP/1.0",
-        ));
+        return Err(refuse(400, "Transfer-Encoding with Content-Length or on HTTP/1.0"));
     }
     Ok(Head {
         method: classify(method),
@@ -212,11 +203,8 @@ fn parse_target(target: &[u8]) -> Option<String> {
 /// percent-encoding and nothing the file system could read as special.
 pub fn file_name(path: &str) -> Option<&str> {
     let name = path.strip_prefix('/')?;
-    let plain = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    (plain && !name.is_empty() && name.len() <= MAX_NAME && name != "." && name != "..")
-        .then_some(name)
+    let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    (plain && !name.is_empty() && name.len() <= MAX_NAME && name != "." && name != "..").then_some(name)
 }
 
 /// The reason phrase for each status we send.
@@ -243,12 +231,7 @@ pub fn reason(status: u16) -> &'static str {
 /// A reply head: status line, `Server-Name`, `Content-Length`, the extra headers, then
 /// `Connection: close` and the blank line. `server_name` was checked at start-up to hold no
 /// control characters, so it cannot split the head.
-pub fn reply_head(
-    status: u16,
-    server_name: &str,
-    content_length: u64,
-    extra: &[(&str, &str)],
-) -> String {
+pub fn reply_head(status: u16, server_name: &str, content_length: u64, extra: &[(&str, &str)]) -> String {
     let mut h = format!(
         "HTTP/1.1 {status} {}\r\nServer-Name: {server_name}\r\nContent-Length: {content_length}\r\n",
         reason(status)
@@ -297,8 +280,8 @@ mod tests {
 
     #[test]
     fn parses_a_put() {
-        let h = parse("PUT /f.txt?x=1 HTTP/1.1\r\nHost: a\r\ncontent-length: 12\r\nExpect: 100-Continue\r\n\r\n")
-            .unwrap();
+        let h =
+            parse("PUT /f.txt?x=1 HTTP/1.1\r\nHost: a\r\ncontent-length: 12\r\nExpect: 100-Continue\r\n\r\n").unwrap();
         assert_eq!(h.method, Method::Put);
         assert_eq!(h.path, "/f.txt");
         assert_eq!(h.content_length, Some(12));
@@ -325,22 +308,10 @@ mod tests {
         assert_eq!(status("GET / HTTP/1.1\r\nA : b\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n"), 400);
         assert_eq!(status("PUT /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400);
-        assert_eq!(
-            status("PUT /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
-            400
-        );
-        assert_eq!(
-            status("PUT /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
-            0
-        );
-        assert_eq!(
-            status("PUT /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n"),
-            400
-        );
-        assert_eq!(
-            status("PUT /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
-            501
-        );
+        assert_eq!(status("PUT /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400);
+        assert_eq!(status("PUT /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"), 0);
+        assert_eq!(status("PUT /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n"), 400);
+        assert_eq!(status("PUT /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
         assert_eq!(status("PUT /a HTTP/1.1\r\nExpect: magic\r\n\r\n"), 417);
     }
 
@@ -356,9 +327,7 @@ mod tests {
     #[test]
     fn file_names() {
         assert_eq!(file_name("/a-b_c.1"), Some("a-b_c.1"));
-        for bad in [
-            "/", "/..", "/.", "/a/b", "/../etc", "/a%2fb", "/a b", "a", "/é",
-        ] {
+        for bad in ["/", "/..", "/.", "/a/b", "/../etc", "/a%2fb", "/a b", "a", "/é"] {
             assert_eq!(file_name(bad), None, "{bad}");
         }
         assert!(file_name(&format!("/{}", "x".repeat(MAX_NAME))).is_some());

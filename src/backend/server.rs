@@ -74,9 +74,8 @@ impl Worker {
                 Ok((stream, _)) => {
                     // A bug in one request must not shrink the pool: catch it, log it, go on.
                     // The in-flight guard unwinds with it, so the counts stay exact.
-                    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        handler::serve(stream, &self.shared)
-                    }));
+                    let served =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler::serve(stream, &self.shared)));
                     if served.is_err() {
                         crate::error!("internal: worker {}: a request panicked", self.id);
                     }
@@ -99,10 +98,7 @@ impl Worker {
                 crate::debug!("client: accept: {e}")
             }
             _ => {
-                crate::warn!(
-                    "internal: worker {}: accept: {e}; retrying in 100 ms",
-                    self.id
-                );
+                crate::warn!("internal: worker {}: accept: {e}; retrying in 100 ms", self.id);
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -121,11 +117,9 @@ fn termination_signals() -> SigSet {
 fn bind(config: &Config) -> Result<TcpListener, Error> {
     let addr = config.addr;
     let step = |what: &'static str| move |source| Error::Listen { addr, what, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(step("creating a socket"))?;
-    socket
-        .set_reuse_address(true)
-        .map_err(step("setting SO_REUSEADDR"))?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(step("creating a socket"))?;
+    socket.set_reuse_address(true).map_err(step("setting SO_REUSEADDR"))?;
     socket.bind(&addr.into()).map_err(step("binding"))?;
     socket.listen(BACKLOG).map_err(step("listening"))?;
     Ok(socket.into())
@@ -135,8 +129,7 @@ fn bind(config: &Config) -> Result<TcpListener, Error> {
 /// parent died before that: if we have already been re-parented, act as if signalled. `ppid` is
 /// the parent pid read as the first thing in `main`. Returns false when we must stop.
 pub fn die_with_parent(ppid: nix::unistd::Pid) -> Result<bool, Error> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)
-        .map_err(|e| Error::DieWithParent(io::Error::from(e)))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(|e| Error::DieWithParent(io::Error::from(e)))?;
     Ok(nix::unistd::getppid() == ppid)
 }
 
@@ -151,36 +144,21 @@ pub fn run(config: Config) -> Result<(), Error> {
         what: "reading the bound address",
         source,
     })?;
-    let name = config
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("backend-{}", local.port()));
+    let name = config.name.clone().unwrap_or_else(|| format!("backend-{}", local.port()));
     let shared = Arc::new(Shared {
         name,
         dir: config.dir.clone(),
         counters: Counters::new(config.errors, config.entries),
-        dice: Dice::new(
-            config.seed,
-            config.delay_ms,
-            config.avg_delay_ms,
-            config.fail_rate,
-        ),
+        dice: Dice::new(config.seed, config.delay_ms, config.avg_delay_ms, config.fail_rate),
         uploads: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
     });
 
     let (done_tx, done_rx) = mpsc::channel::<()>();
     for id in 0..config.threads {
-        let worker = Worker {
-            id,
-            listener: Arc::clone(&listener),
-            shared: Arc::clone(&shared),
-            _done: done_tx.clone(),
-        };
-        std::thread::Builder::new()
-            .name(format!("worker-{id}"))
-            .spawn(move || worker.run())
-            .map_err(Error::Spawn)?;
+        let worker =
+            Worker { id, listener: Arc::clone(&listener), shared: Arc::clone(&shared), _done: done_tx.clone() };
+        std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || worker.run()).map_err(Error::Spawn)?;
     }
     drop(done_tx); // only the workers hold senders now
 

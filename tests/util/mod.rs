@@ -65,7 +65,9 @@ impl Proc {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
-                Err(_) => panic!("{}: no line with {needle:?} within {timeout:?}; stderr:\n{}", self.cmd, self.stderr()),
+                Err(_) => {
+                    panic!("{}: no line with {needle:?} within {timeout:?}; stderr:\n{}", self.cmd, self.stderr())
+                }
             }
         }
     }
@@ -227,7 +229,8 @@ pub fn request(port: u16, method: &str, path: &str, body: &[u8]) -> Reply {
     }
     req.extend_from_slice(b"\r\n");
     req.extend_from_slice(body);
-    let raw = exchange(port, &req, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{method} {path} on {port}: {e}"));
+    let raw =
+        exchange(port, &req, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{method} {path} on {port}: {e}"));
     parse_reply(raw)
 }
 
@@ -244,7 +247,8 @@ pub fn served_by(port: u16, path: &str) -> String {
 /// `GET /inflight` on a backend: (current, max).
 pub fn inflight(backend_port: u16) -> (u64, u64) {
     let r = get(backend_port, "/inflight");
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("/inflight: {e}: {}", r.text()));
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("/inflight: {e}: {}", r.text()));
     (v["current"].as_u64().unwrap(), v["max"].as_u64().unwrap())
 }
 
