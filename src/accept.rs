@@ -252,9 +252,12 @@ impl Acceptor {
     }
 
     fn enqueue(&self, stream: TcpStream, peer: SocketAddr, lingering: &mut Vec<Waiting>) {
-        if let Err(job) = self.dispatcher.push(Job { client: stream, peer }) {
-            crate::warn!("client {peer}: waiting room full; answering 503");
-            lingering.push(answer_here(job.client, job.peer, http::UNAVAILABLE));
+        match self.dispatcher.push(Job { client: stream, peer }) {
+            Ok(waiting) => crate::debug!("client {peer}: queued, {waiting} waiting"),
+            Err(job) => {
+                crate::warn!("client {peer}: waiting room full; answering 503");
+                lingering.push(answer_here(job.client, job.peer, http::UNAVAILABLE));
+            }
         }
     }
 }

@@ -226,16 +226,17 @@ impl Dispatcher {
         })
     }
 
-    /// Adds an accepted connection to the waiting room, or gives it back when the room is
-    /// full (the caller answers 503).
-    pub fn push(&self, job: Job) -> Result<(), Job> {
+    /// Adds an accepted connection to the waiting room and says how many wait now, or gives
+    /// it back when the room is full (the caller answers 503).
+    pub fn push(&self, job: Job) -> Result<usize, Job> {
         let mut st = self.state.lock();
         let (key, weight) = st.config.class_of(job.peer.ip());
         match st.room.push(key, weight, job, Instant::now()) {
             Ok(()) => {
+                let waiting = st.room.len();
                 drop(st);
                 self.work.notify_one();
-                Ok(())
+                Ok(waiting)
             }
             Err(job) => {
                 st.rejected += 1;

@@ -167,6 +167,13 @@ impl Worker {
     /// Logs how a bridge ended, counts server errors, and answers 500 where the client has
     /// had nothing yet.
     fn finish(&self, client: TcpStream, server: TcpStream, addr: SocketAddr, end: End, p: &Progress, peer: SocketAddr) {
+        if matches!(end, End::Client(_)) && p.server_done.is_none() {
+            // The client left, but the server may still be working for it: keep the slot
+            // until the server has finished, so it never holds more than N jobs at once.
+            // See: issue #4 (the bounds are seen from the servers' side).
+            let timeout = self.shared.dispatcher.config().server_timeout;
+            drain_server(&server, Instant::now() + timeout);
+        }
         drop(server);
         let nothing_sent = p.to_client == 0;
         match end {
@@ -191,6 +198,24 @@ impl Worker {
         }
         // Otherwise dropping `client` closes it: after Done both sides are finished, after a
         // failure mid-reply closing is the only signal left.
+    }
+}
+
+/// Reads and discards what the server still sends, until its EOF or `deadline`.
+fn drain_server(server: &TcpStream, deadline: Instant) {
+    use std::io::Read;
+    let _ = server.set_nonblocking(false); // a failure leaves it non-blocking: the read then ends the drain
+    let _ = server.shutdown(std::net::Shutdown::Write); // the request is complete or abandoned
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else { return };
+        if server.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&*server).read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 

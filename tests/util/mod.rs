@@ -155,9 +155,12 @@ pub fn balancer_env(args: &[&str], servers: &[u16], env: &[(&str, &str)]) -> Lb 
     let proc = Proc::spawn_env(LB, &all, env);
     let line = proc.wait_line("listening on ", Duration::from_secs(10));
     let port = port_from(&line, "listening on ");
-    let admin = args
-        .contains(&"--admin")
-        .then(|| port_from(&proc.wait_line("admin on ", Duration::from_secs(10)), "admin on http://"));
+    // The admin line comes before the listening line, so it is in the log already.
+    let admin = args.contains(&"--admin").then(|| {
+        let log = proc.stderr();
+        let line = log.lines().find(|l| l.contains("admin on ")).unwrap_or_else(|| panic!("no admin line:\n{log}"));
+        port_from(line, "admin on http://")
+    });
     Lb { proc, port, admin }
 }
 
