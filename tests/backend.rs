@@ -69,6 +69,7 @@ fn put_then_get_and_head_round_trip() {
         .collect();
     names.sort();
     assert_eq!(names, ["a.txt", "empty"]);
+    b.stop_quietly();
 }
 
 #[test]
@@ -218,6 +219,7 @@ fn hello_and_worker_stats() {
     // Every counted request slept 20 ms.
     assert!((20.0..1000.0).contains(&avg), "average {avg}");
     assert!(r.text().contains(r#"{"total":6}"#), "{}", r.text());
+    b.stop_quietly();
 }
 
 #[test]
@@ -251,6 +253,7 @@ fn inflight_reports_parallel_requests() {
         assert_eq!(w.join().unwrap().status, 404);
     }
     assert_eq!(b.get("/inflight").json()["max"], 2);
+    b.stop_quietly();
 }
 
 #[test]
@@ -349,6 +352,7 @@ fn hundred_megabytes_both_ways() {
         .unwrap();
     drop(s);
     assert_eq!(b.health().0, 0);
+    b.stop_quietly();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

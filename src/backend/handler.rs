@@ -365,6 +365,7 @@ fn send(
     }
     let length = reply.length();
     let mut out = http::reply_head(reply.status, &shared.name, length, &extra).into_bytes();
+    // How many body bytes went out (for HEAD, how many would have).
     let written = (|| -> io::Result<u64> {
         match reply.payload {
             Payload::Bytes(b) => {
@@ -372,7 +373,7 @@ fn send(
                     out.extend_from_slice(&b);
                 }
                 stream.write_all(&out)?;
-                Ok(0)
+                Ok(length)
             }
             Payload::File(file, n) => {
                 stream.write_all(&out)?;
@@ -390,7 +391,7 @@ fn send(
         head.method_text, head.path, reply.status
     );
     match written {
-        Ok(sent) if sent < length && head.method != Method::Head => {
+        Ok(sent) if sent < length => {
             // The file shrank while we sent it: the client sees a short body and our close.
             crate::warn!("internal: {line}: sent {sent} of {length} bytes, the file shrank");
             Some(stream)

@@ -27,6 +27,8 @@ pub struct Backend {
     pub args: Vec<String>,
     /// Every stderr line so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The thread collecting stderr; it ends when the backend's stderr closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Backend {
@@ -50,7 +52,7 @@ impl Backend {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on ").nth(1) {
@@ -76,6 +78,7 @@ impl Backend {
             addr,
             args,
             log,
+            reader: Some(reader),
         }
     }
 
@@ -117,6 +120,22 @@ impl Backend {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill");
         wait_bounded(&mut self.child, Duration::from_secs(5))
             .unwrap_or_else(|| panic!("backend did not exit on {sig}; stderr {:?}", self.log()))
+    }
+
+    /// Stops the backend with SIGTERM (exit status 0 expected), waits for the last of its
+    /// stderr, and asserts that it logged no warning or error: the normal paths are quiet.
+    pub fn stop_quietly(mut self) {
+        let status = self.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(status.code(), Some(0), "stderr {:?}", self.log());
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("stderr reader");
+        }
+        let log = self.log();
+        let noisy: Vec<_> = log
+            .iter()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        assert!(noisy.is_empty(), "warnings or errors: {noisy:?}");
     }
 
     pub fn log(&self) -> Vec<String> {
