@@ -164,13 +164,12 @@ pub fn serve(mut stream: TcpStream, shared: &Shared) {
 }
 
 /// Answers a head that could not be parsed, at once.
-fn refuse_head(stream: TcpStream, shared: &Shared, peer: &str, status: u16, why: &str) {
+fn refuse_head(mut stream: TcpStream, shared: &Shared, peer: &str, status: u16, why: &str) {
     crate::debug!("client: {peer}: {status}: {why}");
     shared.counters.count_entry(status);
     shared
         .counters
         .count_worker(status, std::time::Duration::ZERO);
-    let mut stream = stream;
     let head = http::reply_head(status, &shared.name, 0, &[]);
     match stream.write_all(head.as_bytes()) {
         Ok(()) => conn::close_gracefully(stream),
