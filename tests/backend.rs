@@ -12,11 +12,28 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
+/// A fresh directory under the system's temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Best effort: a leftover directory in /tmp is not worth failing a test over.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("backend-test-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d); // a leftover from an earlier run, if any
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 fn put(b: &Backend, name: &str, body: &[u8]) -> Reply {
@@ -63,7 +80,7 @@ fn put_then_get_and_head_round_trip() {
     assert_eq!(b.get("/nope").status, 404);
     assert_eq!(b.call("HEAD", "/nope").status, 404);
     // No temporary file is left behind.
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
+    let mut names: Vec<_> = std::fs::read_dir(&*dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
@@ -112,7 +129,7 @@ fn chunked_put_and_expect_continue() {
 fn bad_names_are_400() {
     let dir = temp_dir("names");
     std::fs::write(dir.join("ok"), b"x").unwrap();
-    let b = Backend::start(&["--dir", dir.join("ok").parent().unwrap().to_str().unwrap()]);
+    let b = Backend::start(&["--dir", dir.to_str().unwrap()]);
     let long = format!("/{}", "a".repeat(256));
     for path in [
         "/", "/..", "/.", "/../ok", "/a/b", "/%2e%2e", "/a%20b", "/a*", &long,
@@ -353,7 +370,6 @@ fn hundred_megabytes_both_ways() {
     drop(s);
     assert_eq!(b.health().0, 0);
     b.stop_quietly();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
