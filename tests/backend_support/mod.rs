@@ -27,6 +27,8 @@ pub struct Backend {
     pub args: Vec<String>,
     /// Every stderr line so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The thread collecting stderr; it ends when the backend's stderr closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Backend {
@@ -50,7 +52,7 @@ impl Backend {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on ").nth(1) {
@@ -71,7 +73,13 @@ impl Backend {
                 );
             }
         };
-        Backend { child, addr, args, log }
+        Backend {
+            child,
+            addr,
+            args,
+            log,
+            reader: Some(reader),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -114,6 +122,22 @@ impl Backend {
             .unwrap_or_else(|| panic!("backend did not exit on {sig}; stderr {:?}", self.log()))
     }
 
+    /// Stops the backend with SIGTERM (exit status 0 expected), waits for the last of its
+    /// stderr, and asserts that it logged no warning or error: the normal paths are quiet.
+    pub fn stop_quietly(mut self) {
+        let status = self.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(status.code(), Some(0), "stderr {:?}", self.log());
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("stderr reader");
+        }
+        let log = self.log();
+        let noisy: Vec<_> = log
+            .iter()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        assert!(noisy.is_empty(), "warnings or errors: {noisy:?}");
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
@@ -152,7 +176,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -172,7 +199,12 @@ pub fn request(addr: SocketAddr, raw: &[u8]) -> Reply {
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
     s.write_all(raw).expect("send request");
     let mut all = Vec::new();
-    s.read_to_end(&mut all).unwrap_or_else(|e| panic!("reading the reply to {:?}: {e}", String::from_utf8_lossy(raw)));
+    s.read_to_end(&mut all).unwrap_or_else(|e| {
+        panic!(
+            "reading the reply to {:?}: {e}",
+            String::from_utf8_lossy(raw)
+        )
+    });
     let head_only = raw.starts_with(b"HEAD ");
     parse_reply(&all, head_only)
 }
@@ -195,12 +227,23 @@ pub fn parse_reply(all: &[u8], head_only: bool) -> Reply {
             (k.to_ascii_lowercase(), v.to_string())
         })
         .collect();
-    let reply = Reply { status, headers, body: all[end + 4..].to_vec() };
-    let length: usize = reply.header("content-length").expect("Content-Length on every reply").parse().unwrap();
+    let reply = Reply {
+        status,
+        headers,
+        body: all[end + 4..].to_vec(),
+    };
+    let length: usize = reply
+        .header("content-length")
+        .expect("Content-Length on every reply")
+        .parse()
+        .unwrap();
     let expect = if head_only { 0 } else { length };
     assert_eq!(reply.body.len(), expect, "body length of {reply:?}");
     assert_eq!(reply.header("connection"), Some("close"));
-    assert!(reply.header("server-name").is_some(), "Server-Name on every reply");
+    assert!(
+        reply.header("server-name").is_some(),
+        "Server-Name on every reply"
+    );
     reply
 }
 
@@ -210,7 +253,12 @@ pub fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         let n = s.read(&mut byte).expect("reading a reply head");
-        assert_eq!(n, 1, "EOF inside a reply head: {:?}", String::from_utf8_lossy(&buf));
+        assert_eq!(
+            n,
+            1,
+            "EOF inside a reply head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.push(byte[0]);
         assert!(buf.len() < 16 * 1024, "reply head too long");
     }
@@ -260,6 +308,10 @@ pub fn half_close(s: &TcpStream) {
 pub fn within<T>(limit: Duration, what: &str, f: impl FnOnce() -> T) -> T {
     let t = Instant::now();
     let v = f();
-    assert!(t.elapsed() < limit, "{what} took {:?} (limit {limit:?})", t.elapsed());
+    assert!(
+        t.elapsed() < limit,
+        "{what} took {:?} (limit {limit:?})",
+        t.elapsed()
+    );
     v
 }
