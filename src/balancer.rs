@@ -8,6 +8,8 @@ use crate::accept::{Acceptor, Closer, Signals};
 use crate::admin::Admin;
 use crate::cli::Args;
 use crate::config::{Config, Layer};
+use crate::fleet::store::{Store, spawn_writer};
+use crate::fleet::supervisor::{Supervisor, backend_exe};
 use crate::health::Health;
 use crate::sched::Dispatcher;
 use crate::stats::Stats;
@@ -53,9 +55,29 @@ pub fn run(args: Args) -> Result<(), RunError> {
         None => None,
     };
 
+    // The store is opened before anything is spawned: a bad or locked file stops the start
+    // with the file untouched and nothing left behind.
+    let stats = Arc::new(Stats::default());
+    let writer = match config.stats_file.as_deref() {
+        Some(path) => {
+            let store = Store::open(path).map_err(|e| RunError::Runtime(e.to_string()))?;
+            let n = store.restore(&stats).map_err(|e| RunError::Runtime(e.to_string()))?;
+            crate::info!("stats: {} loaded ({n} servers)", store.path().display());
+            Some(spawn_writer(store, Arc::clone(&stats)))
+        }
+        None => None,
+    };
+    let supervisor = match &config.workers {
+        Some(spec) => {
+            let sup = Supervisor::start(spec, &backend_exe()).map_err(|e| RunError::Runtime(e.to_string()))?;
+            wait_for_spawned(spec);
+            Some(sup)
+        }
+        None => None,
+    };
+
     let waker = Arc::new(Waker::new().map_err(|e| RunError::Runtime(format!("cannot create the wake-up pipe: {e}")))?);
     let signals = register_signals(&waker)?;
-    let stats = Arc::new(Stats::default());
     let dispatcher = Dispatcher::new(Arc::clone(&config), stats, Arc::clone(&waker));
     let closer = Arc::new(Closer::new(Arc::clone(&waker)));
     let pool = Arc::new(Pool::new(Arc::clone(&dispatcher), Arc::clone(&closer)));
@@ -83,8 +105,32 @@ pub fn run(args: Args) -> Result<(), RunError> {
 
     let reload = reloader(args.layer.clone(), args.config_file.clone(), Arc::clone(&dispatcher), Arc::clone(&pool));
     Acceptor { listeners, dispatcher, closer, waker, signals, on_reload: Box::new(reload) }.run();
+    if let Some(sup) = supervisor {
+        sup.stop();
+    }
+    if let Some(w) = writer
+        && let Err(e) = w.stop()
+    {
+        crate::error!("stats: final save failed: {e}");
+    }
     crate::info!("stopped");
     Ok(())
+}
+
+/// Gives freshly spawned backends a moment to listen, so the first probe round finds them up:
+/// each port is tried until it accepts, for at most 3 s in all. Startup only.
+fn wait_for_spawned(spec: &crate::config::WorkerSpec) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    for i in 0..spec.count {
+        let addr = SocketAddr::from(([127, 0, 0, 1], spec.first_port + i));
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100)).is_ok() {
+                break;
+            }
+            // A refused connect returns at once: pace the retries.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 /// SIGHUP: re-read the file, rebuild the config with the same flags over it, apply it.

@@ -37,11 +37,7 @@ fn temp_dir(tag: &str) -> TempDir {
 }
 
 fn put(b: &Backend, name: &str, body: &[u8]) -> Reply {
-    let mut raw = format!(
-        "PUT /{name} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    let mut raw = format!("PUT /{name} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
     raw.extend_from_slice(body);
     b.raw(&raw)
 }
@@ -80,10 +76,8 @@ fn put_then_get_and_head_round_trip() {
     assert_eq!(b.get("/nope").status, 404);
     assert_eq!(b.call("HEAD", "/nope").status, 404);
     // No temporary file is left behind.
-    let mut names: Vec<_> = std::fs::read_dir(&*dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut names: Vec<_> =
+        std::fs::read_dir(&*dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["a.txt", "empty"]);
     b.stop_quietly();
@@ -103,8 +97,7 @@ fn chunked_put_and_expect_continue() {
     // The 100 Continue comes before we send the body, and the final reply after it.
     let mut s = TcpStream::connect(b.addr).unwrap();
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    s.write_all(b"PUT /e HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
+    s.write_all(b"PUT /e HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n").unwrap();
     let (head, _) = read_head(&mut s);
     assert_eq!(head, "HTTP/1.1 100 Continue\r\n\r\n");
     s.write_all(b"abc").unwrap();
@@ -116,8 +109,7 @@ fn chunked_put_and_expect_continue() {
     // A body that ends early: 400, and the old file stays.
     let mut s = TcpStream::connect(b.addr).unwrap();
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    s.write_all(b"PUT /e HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nxy")
-        .unwrap();
+    s.write_all(b"PUT /e HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nxy").unwrap();
     half_close(&s);
     let mut all = Vec::new();
     s.read_to_end(&mut all).unwrap();
@@ -131,9 +123,7 @@ fn bad_names_are_400() {
     std::fs::write(dir.join("ok"), b"x").unwrap();
     let b = Backend::start(&["--dir", dir.to_str().unwrap()]);
     let long = format!("/{}", "a".repeat(256));
-    for path in [
-        "/", "/..", "/.", "/../ok", "/a/b", "/%2e%2e", "/a%20b", "/a*", &long,
-    ] {
+    for path in ["/", "/..", "/.", "/../ok", "/a/b", "/%2e%2e", "/a%20b", "/a*", &long] {
         assert_eq!(b.get(path).status, 400, "GET {path}");
         assert_eq!(b.call("PUT", path).status, 400, "PUT {path}");
     }
@@ -149,14 +139,8 @@ fn malformed_requests_and_methods() {
     assert_eq!(status("GET /x\r\n\r\n"), 400);
     assert_eq!(status("GET /x HTTP/1.1\r\nNo colon here\r\n\r\n"), 400);
     assert_eq!(status("GET /x HTTP/2.0\r\n\r\n"), 505);
-    assert_eq!(
-        status("PUT /x HTTP/1.1\r\nContent-Length: abc\r\n\r\n"),
-        400
-    );
-    assert_eq!(
-        status("PUT /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
-        501
-    );
+    assert_eq!(status("PUT /x HTTP/1.1\r\nContent-Length: abc\r\n\r\n"), 400);
+    assert_eq!(status("PUT /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
     assert_eq!(status("BREW /x HTTP/1.1\r\n\r\n"), 501);
     let r = b.call("DELETE", "/x");
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD, PUT")));
@@ -244,9 +228,8 @@ fn inflight_reports_parallel_requests() {
     let b = Backend::start(&["--delay-ms", "300"]);
     assert_eq!(b.get("/inflight").text(), r#"{"current":0,"max":0}"#);
     let addr = b.addr;
-    let workers: Vec<_> = (0..5)
-        .map(|_| std::thread::spawn(move || request(addr, b"GET /api/v1/hello HTTP/1.1\r\n\r\n")))
-        .collect();
+    let workers: Vec<_> =
+        (0..5).map(|_| std::thread::spawn(move || request(addr, b"GET /api/v1/hello HTTP/1.1\r\n\r\n"))).collect();
     for w in workers {
         assert_eq!(w.join().unwrap().status, 200);
     }
@@ -254,18 +237,13 @@ fn inflight_reports_parallel_requests() {
     assert_eq!(v["max"], 5, "{v}");
     assert_eq!(v["current"], 0, "{v}");
     // Observation endpoints are not delayed.
-    within(
-        Duration::from_millis(250),
-        "/healthcheck under --delay-ms 300",
-        || b.health(),
-    );
+    within(Duration::from_millis(250), "/healthcheck under --delay-ms 300", || b.health());
 
     // The pool bounds the parallelism: 2 threads, 4 clients, at most 2 at once.
     let b = Backend::start(&["--delay-ms", "150", "--threads", "2"]);
     let addr = b.addr;
-    let workers: Vec<_> = (0..4)
-        .map(|_| std::thread::spawn(move || request(addr, b"GET /nope HTTP/1.1\r\n\r\n")))
-        .collect();
+    let workers: Vec<_> =
+        (0..4).map(|_| std::thread::spawn(move || request(addr, b"GET /nope HTTP/1.1\r\n\r\n"))).collect();
     for w in workers {
         assert_eq!(w.join().unwrap().status, 404);
     }
@@ -317,11 +295,7 @@ fn hundred_megabytes_both_ways() {
 
     let mut s = TcpStream::connect(b.addr).unwrap();
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    write!(
-        s,
-        "PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\nExpect: 100-continue\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\nExpect: 100-continue\r\n\r\n").unwrap();
     assert_eq!(read_head(&mut s).0, "HTTP/1.1 100 Continue\r\n\r\n");
     let (mut pattern, mut sent) = (Pattern::new(7), Fnv::new());
     let mut chunk = vec![0u8; 1024 * 1024];
@@ -333,21 +307,14 @@ fn hundred_megabytes_both_ways() {
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).unwrap();
     assert_eq!(parse_reply(&rest, false).status, 201);
-    assert_eq!(
-        std::fs::metadata(dir.join("big")).unwrap().len(),
-        SIZE as u64
-    );
+    assert_eq!(std::fs::metadata(dir.join("big")).unwrap().len(), SIZE as u64);
 
     let mut s = TcpStream::connect(b.addr).unwrap();
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let (head, _) = read_head(&mut s);
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(
-        head.contains(&format!("\r\nContent-Length: {SIZE}\r\n")),
-        "{head}"
-    );
+    assert!(head.contains(&format!("\r\nContent-Length: {SIZE}\r\n")), "{head}");
     let (mut got, mut received) = (Fnv::new(), 0usize);
     loop {
         let n = s.read(&mut chunk).unwrap();
@@ -364,9 +331,7 @@ fn hundred_megabytes_both_ways() {
     let mut s = TcpStream::connect(b.addr).unwrap();
     s.write_all(b"GET /big HTTP/1.1\r\n\r\n").unwrap();
     read_head(&mut s);
-    socket2::SockRef::from(&s)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
     drop(s);
     assert_eq!(b.health().0, 0);
     b.stop_quietly();
@@ -410,14 +375,9 @@ fn sigterm_finishes_the_request_in_progress_and_exits_0() {
     assert!(seen, "the delayed request never showed in /inflight");
     let status = b.signal_and_wait(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0), "stderr {:?}", b.log());
-    let reply = rx
-        .recv_timeout(REPLY_TIMEOUT)
-        .expect("the request in progress was answered");
+    let reply = rx.recv_timeout(REPLY_TIMEOUT).expect("the request in progress was answered");
     assert_eq!(reply.status, 200);
-    assert!(
-        TcpStream::connect(addr).is_err(),
-        "still accepting after SIGTERM"
-    );
+    assert!(TcpStream::connect(addr).is_err(), "still accepting after SIGTERM");
 
     let mut b = Backend::start(&[]);
     assert_eq!(b.signal_and_wait(Signal::SIGINT).code(), Some(0));
@@ -436,9 +396,7 @@ fn die_with_parent_leaves_no_orphan() {
         .spawn()
         .unwrap();
     let mut pid = String::new();
-    BufReader::new(sh.stdout.take().unwrap())
-        .read_line(&mut pid)
-        .unwrap();
+    BufReader::new(sh.stdout.take().unwrap()).read_line(&mut pid).unwrap();
     let pid: i32 = pid.trim().parse().expect("the backend's pid");
 
     let stderr = sh.stderr.take().unwrap();
@@ -451,11 +409,8 @@ fn die_with_parent_leaves_no_orphan() {
         // Dropping `tx` here tells the test that every writer has closed: the backend exited.
     });
     let deadline = Instant::now() + Duration::from_secs(10);
-    let listening = std::iter::from_fn(|| {
-        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .ok()
-    })
-    .any(|l| l.contains("listening on"));
+    let listening = std::iter::from_fn(|| rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok())
+        .any(|l| l.contains("listening on"));
     assert!(listening, "the backend never listened");
 
     sh.kill().unwrap(); // SIGKILL: no chance to clean up
@@ -488,11 +443,7 @@ fn die_with_parent_leaves_no_orphan() {
 
 fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
 #[test]
@@ -515,10 +466,7 @@ fn bad_command_lines_exit_2() {
         (&["--errors", "e", "1"][..], "--errors e"),
         (&["--bogus", "1"][..], "--bogus"),
         (&["1", "--dir"][..], "--dir"),
-        (
-            &["--dir", "/nonexistent/dir", "1"][..],
-            "--dir /nonexistent/dir",
-        ),
+        (&["--dir", "/nonexistent/dir", "1"][..], "--dir /nonexistent/dir"),
         (&["--dir", file, "1"][..], "not a directory"),
         (&["--name", "a\tb", "1"][..], "--name"),
         (&["--host", "no.such.host.invalid", "1"][..], "--host"),
@@ -529,14 +477,8 @@ fn bad_command_lines_exit_2() {
         let lines: Vec<_> = stderr.lines().collect();
         assert_eq!(lines.len(), 2, "{args:?}: {stderr}");
         assert!(lines[0].starts_with("backend: "), "{args:?}: {stderr}");
-        assert!(
-            lines[0].contains(word),
-            "{args:?} should name {word}: {stderr}"
-        );
-        assert!(
-            lines[1].starts_with("Usage: backend "),
-            "{args:?}: {stderr}"
-        );
+        assert!(lines[0].contains(word), "{args:?} should name {word}: {stderr}");
+        assert!(lines[1].starts_with("Usage: backend "), "{args:?}: {stderr}");
     }
 }
 
@@ -555,8 +497,5 @@ fn help_version_and_port_in_use() {
     let (code, _, stderr) = run_cli(&[&port]);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains(&port) && stderr.contains("in use"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&port) && stderr.contains("in use"), "{stderr}");
 }

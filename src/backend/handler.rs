@@ -48,20 +48,11 @@ struct Reply {
 
 impl Reply {
     fn empty(status: u16) -> Reply {
-        Reply {
-            status,
-            content_type: None,
-            allow: status == 405,
-            payload: Payload::Bytes(Vec::new()),
-        }
+        Reply { status, content_type: None, allow: status == 405, payload: Payload::Bytes(Vec::new()) }
     }
 
     fn text(status: u16, body: String) -> Reply {
-        Reply {
-            content_type: Some("text/plain"),
-            payload: Payload::Bytes(body.into_bytes()),
-            ..Reply::empty(status)
-        }
+        Reply { content_type: Some("text/plain"), payload: Payload::Bytes(body.into_bytes()), ..Reply::empty(status) }
     }
 
     fn json(body: String) -> Reply {
@@ -94,9 +85,7 @@ enum Kind {
 /// Serves one accepted connection to its end. Never panics on client behaviour; every failure
 /// is logged with its side (`client:` or `internal:`) and ends the connection.
 pub fn serve(mut stream: TcpStream, shared: &Shared) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
     if let Err(e) = stream.set_write_timeout(Some(WRITE_IDLE_TIMEOUT)) {
         crate::debug!("client: {peer}: cannot set a write timeout: {e}");
         return;
@@ -117,22 +106,10 @@ pub fn serve(mut stream: TcpStream, shared: &Shared) {
             return;
         }
         HeadRead::TimedOut { silent: false } => {
-            return refuse_head(
-                stream,
-                shared,
-                &peer,
-                408,
-                "request head incomplete after 10 s",
-            );
+            return refuse_head(stream, shared, &peer, 408, "request head incomplete after 10 s");
         }
         HeadRead::Truncated => {
-            return refuse_head(
-                stream,
-                shared,
-                &peer,
-                400,
-                "closed in the middle of the head",
-            );
+            return refuse_head(stream, shared, &peer, 400, "closed in the middle of the head");
         }
         HeadRead::TooLarge => {
             return refuse_head(stream, shared, &peer, 431, "request head over 8 KiB");
@@ -167,9 +144,7 @@ pub fn serve(mut stream: TcpStream, shared: &Shared) {
 fn refuse_head(mut stream: TcpStream, shared: &Shared, peer: &str, status: u16, why: &str) {
     crate::debug!("client: {peer}: {status}: {why}");
     shared.counters.count_entry(status);
-    shared
-        .counters
-        .count_worker(status, std::time::Duration::ZERO);
+    shared.counters.count_worker(status, std::time::Duration::ZERO);
     let head = http::reply_head(status, &shared.name, 0, &[]);
     match stream.write_all(head.as_bytes()) {
         Ok(()) => conn::close_gracefully(stream),
@@ -246,11 +221,7 @@ fn work(stream: &mut TcpStream, shared: &Shared, head: &Head, prefix: &[u8]) -> 
 /// the worker; only regular files are served.
 fn open(shared: &Shared, name: &str) -> Reply {
     let path = shared.dir.join(name);
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&path)
-    {
+    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Reply::empty(404),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Reply::empty(403),
@@ -281,9 +252,7 @@ fn put(stream: &mut TcpStream, shared: &Shared, head: &Head, prefix: &[u8], name
         (false, n) => Framing::Length(n.unwrap_or(0)), // no framing: no body (RFC 9112 §6.3)
     };
     let seq = shared.uploads.fetch_add(1, Ordering::Relaxed);
-    let temp = shared
-        .dir
-        .join(format!(".put-{}-{seq}.tmp", std::process::id()));
+    let temp = shared.dir.join(format!(".put-{}-{seq}.tmp", std::process::id()));
     let mut file = match OpenOptions::new().write(true).create_new(true).open(&temp) {
         Ok(f) => f,
         Err(e) => {
@@ -293,13 +262,9 @@ fn put(stream: &mut TcpStream, shared: &Shared, head: &Head, prefix: &[u8], name
     };
     let received = (|| {
         if head.expect_continue {
-            stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .map_err(BodyError::Client)?;
+            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").map_err(BodyError::Client)?;
         }
-        stream
-            .set_read_timeout(Some(BODY_IDLE_TIMEOUT))
-            .map_err(BodyError::Client)?;
+        stream.set_read_timeout(Some(BODY_IDLE_TIMEOUT)).map_err(BodyError::Client)?;
         body::receive(prefix, &*stream, framing, &mut file)
     })();
     drop(file);
@@ -350,9 +315,7 @@ fn send(
         Kind::Observation => {}
         Kind::Work => {
             shared.counters.count_entry(reply.status);
-            shared
-                .counters
-                .count_worker(reply.status, started.elapsed());
+            shared.counters.count_worker(reply.status, started.elapsed());
         }
     }
     let mut extra = Vec::with_capacity(2);
@@ -385,10 +348,7 @@ fn send(
         }
     })();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let line = format!(
-        "{peer} \"{} {}\" {}",
-        head.method_text, head.path, reply.status
-    );
+    let line = format!("{peer} \"{} {}\" {}", head.method_text, head.path, reply.status);
     match written {
         Ok(sent) if sent < length => {
             // The file shrank while we sent it: the client sees a short body and our close.

@@ -73,13 +73,7 @@ impl Backend {
                 );
             }
         };
-        Backend {
-            child,
-            addr,
-            args,
-            log,
-            reader: Some(reader),
-        }
+        Backend { child, addr, args, log, reader: Some(reader) }
     }
 
     pub fn port(&self) -> u16 {
@@ -131,10 +125,7 @@ impl Backend {
             reader.join().expect("stderr reader");
         }
         let log = self.log();
-        let noisy: Vec<_> = log
-            .iter()
-            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-            .collect();
+        let noisy: Vec<_> = log.iter().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
         assert!(noisy.is_empty(), "warnings or errors: {noisy:?}");
     }
 
@@ -176,10 +167,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == &name.to_ascii_lowercase())
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -199,12 +187,7 @@ pub fn request(addr: SocketAddr, raw: &[u8]) -> Reply {
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
     s.write_all(raw).expect("send request");
     let mut all = Vec::new();
-    s.read_to_end(&mut all).unwrap_or_else(|e| {
-        panic!(
-            "reading the reply to {:?}: {e}",
-            String::from_utf8_lossy(raw)
-        )
-    });
+    s.read_to_end(&mut all).unwrap_or_else(|e| panic!("reading the reply to {:?}: {e}", String::from_utf8_lossy(raw)));
     let head_only = raw.starts_with(b"HEAD ");
     parse_reply(&all, head_only)
 }
@@ -227,23 +210,12 @@ pub fn parse_reply(all: &[u8], head_only: bool) -> Reply {
             (k.to_ascii_lowercase(), v.to_string())
         })
         .collect();
-    let reply = Reply {
-        status,
-        headers,
-        body: all[end + 4..].to_vec(),
-    };
-    let length: usize = reply
-        .header("content-length")
-        .expect("Content-Length on every reply")
-        .parse()
-        .unwrap();
+    let reply = Reply { status, headers, body: all[end + 4..].to_vec() };
+    let length: usize = reply.header("content-length").expect("Content-Length on every reply").parse().unwrap();
     let expect = if head_only { 0 } else { length };
     assert_eq!(reply.body.len(), expect, "body length of {reply:?}");
     assert_eq!(reply.header("connection"), Some("close"));
-    assert!(
-        reply.header("server-name").is_some(),
-        "Server-Name on every reply"
-    );
+    assert!(reply.header("server-name").is_some(), "Server-Name on every reply");
     reply
 }
 
@@ -253,12 +225,7 @@ pub fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         let n = s.read(&mut byte).expect("reading a reply head");
-        assert_eq!(
-            n,
-            1,
-            "EOF inside a reply head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
+        assert_eq!(n, 1, "EOF inside a reply head: {:?}", String::from_utf8_lossy(&buf));
         buf.push(byte[0]);
         assert!(buf.len() < 16 * 1024, "reply head too long");
     }
@@ -308,10 +275,6 @@ pub fn half_close(s: &TcpStream) {
 pub fn within<T>(limit: Duration, what: &str, f: impl FnOnce() -> T) -> T {
     let t = Instant::now();
     let v = f();
-    assert!(
-        t.elapsed() < limit,
-        "{what} took {:?} (limit {limit:?})",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < limit, "{what} took {:?} (limit {limit:?})", t.elapsed());
     v
 }
