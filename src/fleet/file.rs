@@ -61,9 +61,10 @@ impl fmt::Display for FileError {
         match self {
             FileError::Read { path, source } => write!(f, "{}: cannot read: {source}", path.display()),
             FileError::Syntax { path, line, message } => write!(f, "{}:{line}: {message}", path.display()),
-            FileError::UnknownKey { path, line, key } => {
-                write!(f, "{}:{line}: unknown key '{key}' (see docs/fleet-readme.md for the keys)", path.display())
-            }
+            FileError::UnknownKey { path, line, key } => match closest_key(key) {
+                Some(known) => write!(f, "{}:{line}: unknown key '{key}' (did you mean '{known}'?)", path.display()),
+                None => write!(f, "{}:{line}: unknown key '{key}'", path.display()),
+            },
             FileError::Value { path, line, key, message } => {
                 write!(f, "{}:{line}: key '{key}': {message}", path.display())
             }
@@ -129,6 +130,27 @@ fn enclosing_key(text: &str, line: u64) -> Option<String> {
     let (key, _) = candidate.split_once(':')?;
     let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
     KEYS.contains(&key).then(|| key.to_string())
+}
+
+/// The known key nearest to `word`, if it is at most two edits away (a typo).
+fn closest_key(word: &str) -> Option<&'static str> {
+    KEYS.iter().map(|k| (edit_distance(word, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// A YAML value as written, before we know what it should be.
@@ -676,8 +698,15 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named_with_their_line() {
-        bad_at("port: 1\nservers: [2]\nconection: 3\n", 3, "conection", "unknown key 'conection'");
-        bad_at("N: 3", 1, "N", "unknown key");
+        bad_at(
+            "port: 1\nservers: [2]\nconection: 3\n",
+            3,
+            "conection",
+            "unknown key 'conection' (did you mean 'connections'?)",
+        );
+        bad_at("N: 3", 1, "N", "unknown key 'N'");
+        assert_eq!(bad("workers: 3").to_string(), "t.yaml:1: unknown key 'workers' (did you mean 'worker'?)");
+        assert_eq!(bad("colour: red").to_string(), "t.yaml:1: unknown key 'colour'");
     }
 
     #[test]

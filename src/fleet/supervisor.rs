@@ -19,7 +19,7 @@
 //! a zombie), and a signal sent under the lock can never hit a recycled pid. That is why
 //! `stop` signals under the lock (a `kill` is one syscall; nothing else is done under it).
 //! A monitor that spawns after `stop` set `stopping` sees the flag when it registers the pid
-//! and terminates its own child.
+//! and kills its own child.
 //!
 //! ## Backoff
 //! A child that dies is restarted after 0.1 s, then 0.2, 0.4 ... up to 5 s between tries; a
@@ -349,7 +349,7 @@ impl Monitor {
                     let _ = first.send(Ok(()));
                 }
             } else {
-                crate::debug!("{} (pid {pid}) started while stopping; terminated", self.name);
+                crate::debug!("{} (pid {pid}) started while stopping; killed", self.name);
             }
             let status = self.wait_and_reap(child, pid);
             let ran = started.elapsed();
@@ -372,13 +372,15 @@ impl Monitor {
     }
 
     /// Records the new child's pid. Returns false if the supervisor is stopping, after sending
-    /// the child SIGTERM (the pid is still recorded, so `stop` waits for it and may SIGKILL it).
+    /// the child SIGKILL: it has done no work yet, and `stop` may already be past its own
+    /// SIGKILL round, so a gentler signal the child might ignore could leave `stop` joining
+    /// this thread forever.
     fn register(&self, pid: u32) -> bool {
         let mut state = self.shared.state.lock();
         state.pids[usize::from(self.index)] = Some(pid);
         self.shared.changed.notify_all();
         if state.stopping {
-            Shared::signal(pid, Signal::SIGTERM, &self.name);
+            Shared::signal(pid, Signal::SIGKILL, &self.name);
         }
         !state.stopping
     }
