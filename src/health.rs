@@ -24,15 +24,21 @@ impl Health {
     pub fn run(self) {
         while let Some((round, addrs)) = self.dispatcher.next_round() {
             let results = probe_all(&addrs);
-            for (addr, r) in &results {
-                match r {
+            let lines: Vec<String> = results
+                .iter()
+                .map(|(addr, r)| match r {
                     ProbeResult::Up { errors, entries } => {
-                        crate::debug!("probe {addr}: up, errors={errors} entries={entries}")
+                        format!("probe {addr}: up, errors={errors} entries={entries}")
                     }
-                    ProbeResult::Down(why) => crate::debug!("probe {addr}: down: {why}"),
-                }
+                    ProbeResult::Down(why) => format!("probe {addr}: down: {why}"),
+                })
+                .collect();
+            // Applied before it is logged, so a log line means the counts are in use.
+            let flips = self.dispatcher.finish_round(round, results);
+            for line in lines {
+                crate::debug!("{line}");
             }
-            for flip in self.dispatcher.finish_round(round, results) {
+            for flip in flips {
                 if flip.up {
                     crate::info!("server {} is up", flip.addr);
                 } else {

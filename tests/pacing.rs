@@ -24,7 +24,8 @@ fn rate_20_stretches_60_instant_requests_over_about_3_seconds() {
 
 #[test]
 fn rate_and_limit_change_at_runtime() {
-    let a = backend(&["--delay-ms", "200", "--threads", "32"]);
+    // 600 ms per request at 5 per second: about three overlap once the limit allows it.
+    let a = backend(&["--delay-ms", "600", "--threads", "32"]);
     let lb = balancer(&["-N", "1", "--admin", "0"], &[a.port]);
     let admin = lb.admin.unwrap();
     assert!(status(admin)["rate"].is_null());

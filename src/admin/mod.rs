@@ -69,12 +69,10 @@ impl Admin {
             ("GET", "/worker/stats") => {
                 http::response("200 OK", "application/json", status::worker_stats(&self.dispatcher.view()).as_bytes())
             }
-            ("GET", "/metrics") => http::response(
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics::text(&self.dispatcher.view()).as_bytes(),
-            ),
-            ("GET", "/") => http::response("200 OK", "text/html; charset=utf-8", dashboard::PAGE.as_bytes()),
+            ("GET", "/metrics") => {
+                http::response("200 OK", metrics::CONTENT_TYPE, metrics::text(&self.dispatcher.view()).as_bytes())
+            }
+            ("GET", "/") => http::response("200 OK", dashboard::CONTENT_TYPE, dashboard::PAGE.as_bytes()),
             ("PUT", "/rate") => {
                 let body = String::from_utf8_lossy(&req.body).trim().to_string();
                 match parse_rate(&body) {
