@@ -9,8 +9,8 @@
 //! rendered after the lock is released.
 
 use parking_lot::Mutex;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Upper bounds of the response-time histogram buckets, in seconds; a last bucket is +Inf.
@@ -55,10 +55,47 @@ impl ServerTotals {
     }
 }
 
+/// Tells a waiting reader (the store's writer) that some counter moved, without a lock on the
+/// data path: a bridge pays one atomic swap, and the hook runs only on the first change after
+/// the reader last looked.
+#[derive(Default)]
+pub struct Changes {
+    dirty: AtomicBool,
+    hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Changes").field("dirty", &self.dirty).finish_non_exhaustive()
+    }
+}
+
+impl Changes {
+    fn mark(&self) {
+        if !self.dirty.swap(true, AcqRel)
+            && let Some(hook) = self.hook.get()
+        {
+            hook();
+        }
+    }
+
+    /// Clears the mark before a reader takes its snapshot; a change after this marks again.
+    pub fn take(&self) -> bool {
+        self.dirty.swap(false, AcqRel)
+    }
+
+    /// Sets the function called on the first change after each `take`. The first call wins.
+    pub fn on_change(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        // A second reader would be a wiring bug; the first keeps working.
+        let _ = self.hook.set(hook);
+    }
+}
+
 /// Live counters of one server. Only ever added to.
 #[derive(Debug)]
 pub struct ServerStats {
     pub name: String,
+    changes: Arc<Changes>,
     requests: AtomicU64,
     successes: AtomicU64,
     failures: AtomicU64,
@@ -69,9 +106,10 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
-    fn new(name: &str) -> ServerStats {
+    fn new(name: &str, changes: Arc<Changes>) -> ServerStats {
         ServerStats {
             name: name.to_string(),
+            changes,
             requests: AtomicU64::new(0),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -110,6 +148,7 @@ impl ServerStats {
             }
         }
         self.time_sum_us.fetch_add(t.time_sum_us, Relaxed);
+        self.changes.mark();
     }
 
     pub fn totals(&self) -> ServerTotals {
@@ -130,6 +169,7 @@ impl ServerStats {
 #[derive(Debug, Default)]
 pub struct Stats {
     servers: Mutex<Vec<Arc<ServerStats>>>,
+    pub changes: Arc<Changes>,
 }
 
 impl Stats {
@@ -139,7 +179,7 @@ impl Stats {
         if let Some(s) = all.iter().find(|s| s.name == name) {
             return Arc::clone(s);
         }
-        let s = Arc::new(ServerStats::new(name));
+        let s = Arc::new(ServerStats::new(name, Arc::clone(&self.changes)));
         all.push(Arc::clone(&s));
         s
     }

@@ -24,8 +24,9 @@
 //!
 //! ## The writer thread and the bridges
 //! Bridges only add to atomics (`stats::ServerStats`); they never wait for this module. One
-//! writer thread (`spawn_writer`) owns the `Store`: it wakes at a deadline one second after its
-//! last look (a condvar wait, no busy loop; recomputed on every wakeup), takes
+//! writer thread (`spawn_writer`) owns the `Store`: it sleeps until a counter moves
+//! (`stats::Changes`: the first change after each save wakes it; an idle balancer never does),
+//! waits until one second after its last save (a condvar deadline, recomputed on every wakeup), takes
 //! `Stats::snapshot()` (which holds the stats lock only to clone the list of `Arc`s), and saves
 //! in one transaction only when the snapshot differs from the last one saved. So a kill -9
 //! loses at most the last second. `StoreWriter::stop` wakes it for a final save and joins it.
@@ -436,9 +437,17 @@ fn rows_json(rows: &[(String, ServerTotals)]) -> String {
 /// What the writer thread and `StoreWriter` share.
 #[derive(Debug, Default)]
 struct WriterShared {
-    /// Set once by `stop`; only changed under this lock, so the writer cannot miss the wake-up.
-    stop: Mutex<bool>,
+    /// Only changed under this lock, so the writer cannot miss a wake-up.
+    state: Mutex<WriterState>,
     wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct WriterState {
+    /// Set once by `stop`.
+    stop: bool,
+    /// A counter moved since the writer last looked (set by the `Stats` change hook).
+    dirty: bool,
 }
 
 /// The writer thread: owns the `Store`, saves snapshots of `stats`.
@@ -453,17 +462,25 @@ struct Writer {
 }
 
 impl Writer {
+    /// Sleeps until a counter moves (an idle balancer wakes it never), then saves at most once
+    /// per `SAVE_PERIOD`; a final save at `stop`.
     fn run(mut self) -> Result<(), StoreError> {
-        let mut deadline = Instant::now() + SAVE_PERIOD;
+        let mut earliest = Instant::now();
         loop {
             let stopping = {
-                let mut stop = self.shared.stop.lock();
-                // Spurious and early wake-ups recompute against the same deadline.
-                while !*stop && Instant::now() < deadline {
-                    self.shared.wake.wait_until(&mut stop, deadline);
+                let mut st = self.shared.state.lock();
+                while !st.stop && !st.dirty {
+                    self.shared.wake.wait(&mut st);
                 }
-                *stop
+                // Spurious and early wake-ups recompute against the same deadline.
+                while !st.stop && Instant::now() < earliest {
+                    self.shared.wake.wait_until(&mut st, earliest);
+                }
+                st.dirty = false;
+                st.stop
             };
+            // Cleared before the snapshot: a change from here on wakes the writer again.
+            self.stats.changes.take();
             // The lock is released: snapshot and write without it.
             let result = self.save_if_changed();
             if stopping {
@@ -476,12 +493,16 @@ impl Writer {
                 }
                 Ok(()) => {}
                 Err(e) if !self.failing => {
-                    crate::error!("{e}; will retry every second");
+                    crate::error!("{e}; will retry at the next change, at most every second");
                     self.failing = true;
                 }
                 Err(e) => crate::debug!("{e}"),
             }
-            deadline = Instant::now() + SAVE_PERIOD;
+            if self.failing {
+                // Retry even if nothing moves again.
+                self.shared.state.lock().dirty = true;
+            }
+            earliest = Instant::now() + SAVE_PERIOD;
         }
     }
 
@@ -508,6 +529,11 @@ pub struct StoreWriter {
 /// snapshot already includes the loaded base.
 pub fn spawn_writer(store: Store, stats: Arc<Stats>) -> StoreWriter {
     let shared = Arc::new(WriterShared::default());
+    let hook_shared = Arc::clone(&shared);
+    stats.changes.on_change(Box::new(move || {
+        hook_shared.state.lock().dirty = true;
+        hook_shared.wake.notify_all();
+    }));
     // What the file holds now: no save is needed until a counter moves.
     let last = store.load().unwrap_or_default();
     let writer = Writer { store, stats, shared: Arc::clone(&shared), last, failing: false };
@@ -529,7 +555,7 @@ impl StoreWriter {
     }
 
     fn stop_inner(&mut self) -> Result<(), StoreError> {
-        *self.shared.stop.lock() = true;
+        self.shared.state.lock().stop = true;
         self.shared.wake.notify_all();
         let Some(thread) = self.thread.take() else { return Ok(()) };
         match thread.join() {
