@@ -47,3 +47,16 @@ fn a_connection_that_waits_past_queue_timeout_gets_the_exact_503() {
     lb.proc.wait_line("waited too long", Duration::from_secs(1));
     assert_eq!(parse_reply(read_all(first)).status, 200);
 }
+
+#[test]
+fn a_low_open_file_limit_is_reported_and_the_balancer_goes_on() {
+    let a = backend(&[]);
+    // A hard limit of 256 cannot hold 4096 waiting clients: the balancer says what it allows.
+    let script = format!("ulimit -n 256 && exec {LB} 0 {}", a.port);
+    let lb = Proc::spawn("/bin/sh", &["-c", &script]);
+    let line = lb.wait_line("open-file limit is 256", std::time::Duration::from_secs(10));
+    assert!(line.contains("about"), "{line}");
+    let listening = lb.wait_line("listening on ", std::time::Duration::from_secs(10));
+    let port: u16 = listening.rsplit(':').next().unwrap().trim().parse().unwrap();
+    assert_eq!(get(port, "/api/v1/hello").status, 200);
+}
