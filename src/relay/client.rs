@@ -108,7 +108,7 @@ impl Client {
                         let digits = line.strip_suffix(b"\r").unwrap_or(line);
                         return match super::event::number(digits) {
                             Some(id) => IdRead::Id(id),
-                            None => IdRead::Garbage(line.to_vec()),
+                            None => IdRead::Garbage(digits.to_vec()),
                         };
                     }
                 }

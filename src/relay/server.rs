@@ -397,6 +397,12 @@ impl Relay {
     /// the signal handlers and allocates the window.
     pub fn bind(config: &Config) -> Result<Relay, RelayError> {
         raise_fd_limit();
+        // Handlers first: whoever learns the ports from the log may signal at once.
+        let (wake, wake_w) = UnixStream::pair().map_err(RelayError::Signals)?;
+        wake.set_nonblocking(true).map_err(RelayError::Signals)?;
+        let wake_w2 = wake_w.try_clone().map_err(RelayError::Signals)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGINT, wake_w).map_err(RelayError::Signals)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, wake_w2).map_err(RelayError::Signals)?;
         let event_listener = listen(config.event_addr, "events")?;
         let client_listener = listen(config.client_addr, "clients")?;
         for (what, l) in [("events", &event_listener), ("clients", &client_listener)] {
@@ -405,11 +411,6 @@ impl Relay {
                 Err(e) => warn!("internal: {what} listener has no local address: {e}"),
             }
         }
-        let (wake, wake_w) = UnixStream::pair().map_err(RelayError::Signals)?;
-        wake.set_nonblocking(true).map_err(RelayError::Signals)?;
-        let wake_w2 = wake_w.try_clone().map_err(RelayError::Signals)?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGINT, wake_w).map_err(RelayError::Signals)?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, wake_w2).map_err(RelayError::Signals)?;
         info!(
             "window {} events, gap timeout {:?}, client buffer {} bytes",
             config.window, config.gap_timeout, config.client_buffer
