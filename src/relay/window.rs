@@ -192,6 +192,12 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_is_112_bytes() {
+        // DESIGN.md states the window's memory from this
+        assert_eq!(std::mem::size_of::<Slot>(), 112);
+    }
+
+    #[test]
     fn gaps_are_skipped_to_the_earliest_waiting() {
         let mut w = Window::new(8);
         assert_eq!(put(&mut w, "7|B"), Placed::Stored);
