@@ -53,9 +53,20 @@ fn two_runs_against_one_relay() {
     relay.wait_log("follows and window reset");
 }
 
-/// A relay that gets everything right except the order: it forwards each event the moment it
-/// arrives. Returns its (event port, client port); its threads end with the test process.
-fn arrival_order_relay() -> (u16, u16) {
+/// How the deliberately wrong relay goes wrong.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// Forwards each event the moment it arrives, ignoring the sequence numbers.
+    ArrivalOrder,
+    /// Like ArrivalOrder, and writes every notification twice.
+    Doubled,
+    /// Reads everything and forwards nothing.
+    Silent,
+}
+
+/// A relay that gets the follow graph right but is wrong as `fault` says. Returns its (event
+/// port, client port); its threads end with the test process.
+fn wrong_relay(fault: Fault) -> (u16, u16) {
     let events = TcpListener::bind("127.0.0.1:0").unwrap();
     let clients = TcpListener::bind("127.0.0.1:0").unwrap();
     let ports = (events.local_addr().unwrap().port(), clients.local_addr().unwrap().port());
@@ -93,10 +104,17 @@ fn arrival_order_relay() -> (u16, u16) {
                 Some("S") => follows.get(&id(2)).map(|s| s.iter().copied().collect()).unwrap_or_default(),
                 _ => vec![],
             };
+            let copies = match fault {
+                Fault::ArrivalOrder => 1,
+                Fault::Doubled => 2,
+                Fault::Silent => 0,
+            };
             for t in targets {
                 if let Some(s) = users.get_mut(&t) {
-                    // a client that went away is this bad relay's problem, not the test's
-                    let _ = s.write_all(format!("{line}\r\n").as_bytes());
+                    for _ in 0..copies {
+                        // a client that went away is this bad relay's problem, not the test's
+                        let _ = s.write_all(format!("{line}\r\n").as_bytes());
+                    }
                 }
             }
         }
@@ -104,15 +122,33 @@ fn arrival_order_relay() -> (u16, u16) {
     ports
 }
 
-#[test]
-fn eventsim_fails_against_a_relay_that_ignores_order() {
-    let (event_port, client_port) = arrival_order_relay();
-    let (code, out, err) = eventsim(event_port, client_port, &["--total-events", "20000", "--timeout", "5000"]);
+/// Runs eventsim against a wrong relay; returns its FAILED line after checking the exit code.
+fn fails(fault: Fault, args: &[&str]) -> String {
+    let (event_port, client_port) = wrong_relay(fault);
+    let (code, out, err) = eventsim(event_port, client_port, args);
     assert_eq!(code, 1, "eventsim should have failed:\n{out}\n{err}");
     assert!(!out.contains(PASS), "{out}");
-    let failure = out.lines().find(|l| l.starts_with("FAILED: ")).unwrap_or_else(|| panic!("no FAILED line:\n{out}"));
-    assert!(
-        failure.contains("client ") && failure.contains("expected \"") && failure.contains("but received"),
-        "{failure}"
-    );
+    let failure =
+        out.lines().find(|l| l.starts_with("FAILED: client ")).unwrap_or_else(|| panic!("no FAILED line:\n{out}"));
+    assert!(failure.contains("(user ") && failure.contains("expected \""), "{failure}");
+    eprintln!("{failure}");
+    failure.to_string()
+}
+
+#[test]
+fn eventsim_fails_against_a_relay_that_ignores_order() {
+    let failure = fails(Fault::ArrivalOrder, &["--total-events", "20000", "--timeout", "5000"]);
+    assert!(failure.contains("but received \""), "{failure}");
+}
+
+#[test]
+fn eventsim_fails_on_a_repeated_line() {
+    let failure = fails(Fault::Doubled, &["--total-events", "2000", "--max-batch", "1", "--timeout", "5000"]);
+    assert!(failure.contains("but received \""), "{failure}");
+}
+
+#[test]
+fn eventsim_fails_on_a_missing_line() {
+    let failure = fails(Fault::Silent, &["--total-events", "2000", "--timeout", "300"]);
+    assert!(failure.contains("but received nothing within 300 ms"), "{failure}");
 }

@@ -154,10 +154,9 @@ impl Clients {
             return false;
         }
         if !c.push(text, limit) {
-            // over the limit within this batch: let the kernel take what it can, then retry
-            if !c.blocked
-                && let Flush::Gone(e) = c.flush()
-            {
+            // Over the limit: let the kernel take what it can, then retry. Even a client that
+            // was blocked at the last poll gets this one write: it may have read since.
+            if let Flush::Gone(e) = c.flush() {
                 c.doomed = true;
                 doomed.push((i, Doom::Gone(e)));
                 return false;
@@ -442,8 +441,8 @@ impl Relay {
     pub fn run(mut self) -> Result<(), RelayError> {
         loop {
             let now = Instant::now();
-            let freed = std::mem::take(&mut self.core.clients.freed);
-            self.core.clients.free.extend(freed);
+            let Clients { free, freed, .. } = &mut self.core.clients;
+            free.append(freed);
             if self.accept_paused_until.is_some_and(|d| now >= d) {
                 self.accept_paused_until = None;
             }
