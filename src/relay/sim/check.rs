@@ -58,6 +58,7 @@ impl Checker {
         let mut next_check = started + self.timeout;
         let mut next_log = started + self.log_interval;
         let mut ready: Vec<usize> = Vec::new();
+        let mut wake_open = true;
         loop {
             if let Some(e) = self.shared.source_error.lock().take() {
                 return Ok(Verdict::Failed(format!("source: {e}")));
@@ -68,11 +69,15 @@ impl Checker {
                 break;
             }
             let now = Instant::now();
-            let woke = self.wait(&mut ready, Some(poll_timeout(next_check.min(next_log), now)), &[])?;
+            let woke = self.wait(&mut ready, Some(poll_timeout(next_check.min(next_log), now)), &[], wake_open)?;
             if woke {
+                // The byte only says "look at the source state". The feeder writes once and then
+                // closes its end: stop polling a pipe at end of file, or poll would spin on it.
                 let mut b = [0u8; 16];
-                // the byte only says "look at the source state"
-                let _ = self.wake.read(&mut b);
+                match self.wake.read(&mut b) {
+                    Ok(n) if n > 0 => {}
+                    _ => wake_open = false,
+                }
             }
             for &c in &ready {
                 match read_some(&mut self.clients[c], &mut buf) {
@@ -125,17 +130,26 @@ impl Checker {
         Ok(Verdict::Passed { events: self.total_events, notifications, elapsed })
     }
 
-    /// Polls the wake pipe and every client; fills `ready` with readable clients. True if the
-    /// wake pipe is readable.
-    /// Clients marked in `closed` are left out.
-    fn wait(&self, ready: &mut Vec<usize>, timeout: Option<PollTimeout>, closed: &[bool]) -> Result<bool, SimError> {
+    /// Polls the wake pipe (if `with_wake`) and every client not marked in `closed`; fills
+    /// `ready` with readable clients. True if the wake pipe is readable.
+    fn wait(
+        &self,
+        ready: &mut Vec<usize>,
+        timeout: Option<PollTimeout>,
+        closed: &[bool],
+        with_wake: bool,
+    ) -> Result<bool, SimError> {
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.clients.len() + 1);
-        let mut index: Vec<usize> = Vec::with_capacity(self.clients.len());
-        fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+        // index[k]: the client behind fds[k], None for the wake pipe
+        let mut index: Vec<Option<usize>> = Vec::with_capacity(self.clients.len() + 1);
+        if with_wake {
+            fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+            index.push(None);
+        }
         for (i, c) in self.clients.iter().enumerate() {
             if !closed.get(i).copied().unwrap_or(false) {
                 fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-                index.push(i);
+                index.push(Some(i));
             }
         }
         ready.clear();
@@ -144,9 +158,16 @@ impl Checker {
             Err(Errno::EINTR) => return Ok(false),
             Err(e) => return Err(SimError::Poll(e.into())),
         }
-        let is_ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        ready.extend(fds[1..].iter().zip(&index).filter(|(fd, _)| is_ready(fd)).map(|(_, &i)| i));
-        Ok(is_ready(&fds[0]))
+        let mut woke = false;
+        for (fd, who) in fds.iter().zip(&index) {
+            if fd.revents().is_some_and(|r| !r.is_empty()) {
+                match who {
+                    Some(i) => ready.push(*i),
+                    None => woke = true,
+                }
+            }
+        }
+        Ok(woke)
     }
 
     /// Compares `data`, just read from client `c`, with what it expects; a failure sentence if
@@ -217,7 +238,7 @@ impl Checker {
             if now >= end {
                 return Ok(None);
             }
-            self.wait(&mut ready, Some(poll_timeout(end, now)), &closed)?;
+            self.wait(&mut ready, Some(poll_timeout(end, now)), &closed, false)?;
             for &c in &ready {
                 if closed[c] {
                     continue;
