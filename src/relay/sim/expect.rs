@@ -81,3 +81,29 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_crosses_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Shared>();
+    }
+
+    #[test]
+    fn compaction_keeps_the_current_line() {
+        let mut e = Expect::default();
+        let line = b"12345|S|1\r\n";
+        for _ in 0..20_000 {
+            e.append(line, Instant::now());
+        }
+        e.start = line.len() * 15_000 + 3;
+        e.line_start = line.len() * 15_000;
+        e.compact();
+        assert_eq!(e.line_start, 0);
+        assert_eq!(e.start, 3);
+        assert_eq!(e.current_line(), b"12345|S|1");
+    }
+}
