@@ -120,17 +120,19 @@ impl Client {
     }
 
     /// Reads and discards what a registered client sends; false once it has closed or failed.
+    /// At most four reads a call, so a chatty client cannot hold the loop: poll comes back.
     pub fn drain_input(&mut self, scratch: &mut [u8]) -> bool {
-        loop {
+        for _ in 0..4 {
             match self.stream.read(scratch) {
                 Ok(0) => return false,
                 Ok(n) if n < scratch.len() => return true,
-                Ok(_) => continue,
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return false,
             }
         }
+        true
     }
 
     /// Queues `line` plus CRLF if that keeps the pending bytes within `limit`; false otherwise
