@@ -15,6 +15,7 @@
 //! periodic tick.
 
 use crate::bridge::poll_timeout;
+use crate::config::Config;
 use crate::http;
 use crate::sched::{Dispatcher, Job};
 use crate::sys::Waker;
@@ -96,8 +97,10 @@ impl Acceptor {
             if self.signals.reload.swap(false, Ordering::Relaxed) {
                 (self.on_reload)();
             }
+            // Reloads run on this thread, so this copy is current until the next one.
+            let config = self.dispatcher.config();
             if drain_deadline.is_none() && self.signals.terminate.load(Ordering::Relaxed) {
-                let drain = self.dispatcher.config().drain_timeout;
+                let drain = config.drain_timeout;
                 crate::info!("signal: stop accepting; draining for up to {}s", drain.as_secs_f64());
                 self.listeners.clear();
                 self.dispatcher.begin_drain();
@@ -115,7 +118,7 @@ impl Acceptor {
             }
 
             // Deadlines first: they decide the poll timeout.
-            let client_timeout = self.dispatcher.config().client_timeout;
+            let client_timeout = config.client_timeout;
             pending.retain(|w| {
                 let alive = w.deadline > now;
                 if !alive {
@@ -124,14 +127,15 @@ impl Acceptor {
                 alive
             });
             lingering.retain(|w| w.deadline > now);
-            for job in self.dispatcher.expire(now) {
+            let (expired, next_expiry) = self.dispatcher.expire(now);
+            for job in expired {
                 crate::warn!("client {}: waited too long for a slot; answering 503", job.peer);
                 lingering.push(answer_here(job.client, job.peer, http::UNAVAILABLE));
             }
             let deadline = [
                 pending.iter().map(|w| w.deadline).min(),
                 lingering.iter().map(|w| w.deadline).min(),
-                self.dispatcher.next_expiry(),
+                next_expiry,
                 drain_deadline,
             ]
             .into_iter()
@@ -189,7 +193,7 @@ impl Acceptor {
             }
             for (idx, ready) in lis_ready.iter().enumerate() {
                 if *ready {
-                    self.accept_all(idx, &mut pending, &mut lingering, client_timeout);
+                    self.accept_all(idx, &config, &mut pending, &mut lingering);
                 }
             }
         }
@@ -201,7 +205,7 @@ impl Acceptor {
         }
     }
 
-    fn accept_all(&self, idx: usize, pending: &mut Vec<Waiting>, lingering: &mut Vec<Waiting>, timeout: Duration) {
+    fn accept_all(&self, idx: usize, config: &Config, pending: &mut Vec<Waiting>, lingering: &mut Vec<Waiting>) {
         loop {
             match self.listeners[idx].accept() {
                 Ok((stream, peer)) => {
@@ -211,10 +215,10 @@ impl Acceptor {
                         continue;
                     }
                     let _ = stream.set_nodelay(true); // latency only
-                    if self.dispatcher.config().server_speaks_first {
+                    if config.server_speaks_first {
                         self.enqueue(stream, peer, lingering);
                     } else {
-                        self.admit(stream, peer, pending, lingering, timeout);
+                        self.admit(stream, peer, pending, lingering, config.client_timeout);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,

@@ -359,19 +359,14 @@ impl Dispatcher {
         }
     }
 
-    /// Removes the connections that waited `queue_timeout` (the caller answers 503).
-    pub fn expire(&self, now: Instant) -> Vec<Job> {
+    /// Removes the connections that waited `queue_timeout` (the caller answers 503), and says
+    /// when the longest-waiting one left will time out.
+    pub fn expire(&self, now: Instant) -> (Vec<Job>, Option<Instant>) {
         let mut st = self.state.lock();
         let timeout = st.config.queue_timeout;
         let out = st.room.expire(now, timeout);
         st.rejected += out.len() as u64;
-        out
-    }
-
-    /// When the longest-waiting connection times out, if any waits.
-    pub fn next_expiry(&self) -> Option<Instant> {
-        let st = self.state.lock();
-        st.room.next_expiry(st.config.queue_timeout)
+        (out, st.room.next_expiry(timeout))
     }
 
     // ---- the probe thread's side ----
