@@ -501,3 +501,72 @@ pub fn get_counted(lb: &Lb, path: &str) -> Reply {
     lb.proc.wait_line(&format!("client {me}: bridged to"), Duration::from_secs(10));
     reply
 }
+
+/// A server that holds every request until the test releases it: `/healthcheck` is answered
+/// at once (0 errors, 0 entries); any other request is announced on `arrivals`, then waits for
+/// one `release()` (at most 20 s) and gets `200 ok` with `Server-Name: NAME`. `max` is the most
+/// requests it ever held at once. Runs until the test ends.
+pub struct HeldServer {
+    pub port: u16,
+    pub arrivals: Receiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+    pub max: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HeldServer {
+    /// Lets one held request (or the next to arrive) be answered.
+    pub fn release(&self) {
+        self.release.send(()).expect("the server thread is alive");
+    }
+
+    /// Waits for the next request to arrive, up to 10 s.
+    pub fn arrival(&self) {
+        self.arrivals.recv_timeout(Duration::from_secs(10)).expect("a request should have reached the server");
+    }
+}
+
+pub fn held_server(name: &'static str) -> HeldServer {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (arrive_tx, arrivals) = channel();
+    let (release, release_rx) = channel::<()>();
+    let release_rx = Arc::new(Mutex::new(release_rx));
+    let max = Arc::new(AtomicUsize::new(0));
+    let now = Arc::new(AtomicUsize::new(0));
+    let max2 = Arc::clone(&max);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let (arrive_tx, release_rx, max, now) =
+                (arrive_tx.clone(), Arc::clone(&release_rx), Arc::clone(&max2), Arc::clone(&now));
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if head.starts_with(b"GET /healthcheck ") {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n");
+                    return;
+                }
+                let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(held, Ordering::SeqCst);
+                let _ = arrive_tx.send(());
+                let released = release_rx.lock().unwrap().recv_timeout(Duration::from_secs(20));
+                now.fetch_sub(1, Ordering::SeqCst);
+                if released.is_ok() {
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nServer-Name: {name}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    );
+                    let _ = s.write_all(reply.as_bytes());
+                }
+            });
+        }
+    });
+    HeldServer { port, arrivals, release, max }
+}
