@@ -151,8 +151,10 @@ fn reloader(flags: Layer, file: Option<PathBuf>, dispatcher: Arc<Dispatcher>, po
                     crate::error!("internal: reload: cannot start workers: {e}");
                     return;
                 }
-                crate::info!("reload: {} applied ({} servers, limit {})", path.display(), new.servers.len(), new.limit);
+                let (servers, limit) = (new.servers.len(), new.limit);
+                // Log after applying: whoever reads "applied" may rely on it being in use.
                 dispatcher.reconfigure(Arc::new(new));
+                crate::info!("reload: {} applied ({servers} servers, limit {limit})", path.display());
             }
             Err(RunError::Usage(e) | RunError::Runtime(e)) => {
                 crate::error!("reload: {e}; keeping the running configuration")
