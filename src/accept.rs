@@ -101,9 +101,10 @@ impl Acceptor {
             let config = self.dispatcher.config();
             if drain_deadline.is_none() && self.signals.terminate.load(Ordering::Relaxed) {
                 let drain = config.drain_timeout;
-                crate::info!("signal: stop accepting; draining for up to {}s", drain.as_secs_f64());
                 self.listeners.clear();
                 self.dispatcher.begin_drain();
+                // Logged once it is true: the listeners are closed.
+                crate::info!("signal: stop accepting; draining for up to {}s", drain.as_secs_f64());
                 drain_deadline = Some(Instant::now() + drain);
             }
             let now = Instant::now();

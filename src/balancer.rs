@@ -24,13 +24,15 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub enum RunError {
     Usage(String),
+    /// A bad config file: the message names the file, the line and the key (exit 2).
+    File(String),
     Runtime(String),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Usage(_) => 2,
+            RunError::Usage(_) | RunError::File(_) => 2,
             RunError::Runtime(_) => 1,
         }
     }
@@ -39,7 +41,7 @@ impl RunError {
 /// The settings from the command line over the config file, if any.
 pub fn load_config(args_layer: &Layer, file: Option<&Path>) -> Result<Config, RunError> {
     let file_layer = match file {
-        Some(path) => crate::fleet::file::load(path).map_err(|e| RunError::Usage(e.to_string()))?,
+        Some(path) => crate::fleet::file::load(path).map_err(|e| RunError::File(e.to_string()))?,
         None => Layer::default(),
     };
     Config::build(args_layer.clone().over(file_layer)).map_err(RunError::Usage)
@@ -151,10 +153,12 @@ fn reloader(flags: Layer, file: Option<PathBuf>, dispatcher: Arc<Dispatcher>, po
                     crate::error!("internal: reload: cannot start workers: {e}");
                     return;
                 }
-                crate::info!("reload: {} applied ({} servers, limit {})", path.display(), new.servers.len(), new.limit);
+                let (servers, limit) = (new.servers.len(), new.limit);
+                // Log after applying: whoever reads "applied" may rely on it being in use.
                 dispatcher.reconfigure(Arc::new(new));
+                crate::info!("reload: {} applied ({servers} servers, limit {limit})", path.display());
             }
-            Err(RunError::Usage(e) | RunError::Runtime(e)) => {
+            Err(RunError::Usage(e) | RunError::File(e) | RunError::Runtime(e)) => {
                 crate::error!("reload: {e}; keeping the running configuration")
             }
         }

@@ -122,7 +122,8 @@ struct State {
     since_probe: u64,
     /// Rounds started so far; a round's number is this value when it starts.
     rounds_started: u64,
-    /// Dispatch is held until round number `gate` has finished (startup, and every R).
+    /// Dispatch is held until round number `gate` has finished (startup, every R, and a
+    /// reload that adds servers).
     gate: Option<u64>,
     /// A round is wanted now (gate, or new servers after a reload).
     round_wanted: bool,
@@ -461,6 +462,10 @@ impl Dispatcher {
             if !st.servers.iter().any(|s| s.addr == c.addr) {
                 st.servers.push(new_server(c.addr, &stats));
                 st.round_wanted = true;
+                // As at startup, hold dispatch until a round has probed the new servers: they
+                // start down ("not probed yet"), and a reload that swaps every server would
+                // otherwise answer 500 to the clients that arrive before that round ends.
+                st.gate = Some(st.rounds_started);
             }
         }
         st.limit = config.limit;

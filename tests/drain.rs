@@ -22,6 +22,7 @@ fn sigterm_drains_bridged_connections_then_exits_0() {
     let mut reply = Vec::new();
     s.read_to_end(&mut reply).unwrap();
     assert_eq!(parse_reply(reply).status, 200, "the bridged request finished");
+    drop(s); // the client is done: the bridge ends and the drain can finish early
     let st = lb.proc.wait_exit(Duration::from_secs(10));
     assert_eq!(st.code(), Some(0), "{}", lb.proc.stderr());
 }

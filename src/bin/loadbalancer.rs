@@ -37,7 +37,9 @@ fn main() -> ExitCode {
                         lb::balancer::RunError::Usage(msg) => {
                             eprintln!("loadbalancer: {msg}\n{}", cli::USAGE)
                         }
-                        lb::balancer::RunError::Runtime(msg) => eprintln!("loadbalancer: {msg}"),
+                        lb::balancer::RunError::File(msg) | lb::balancer::RunError::Runtime(msg) => {
+                            eprintln!("loadbalancer: {msg}")
+                        }
                     }
                     ExitCode::from(code as u8)
                 }

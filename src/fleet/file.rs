@@ -514,7 +514,9 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
         layer.worker_port = Some(c.int("worker-port", n, 1, 65535)?);
     }
     if let Some(n) = &raw.avg_delay {
-        layer.avg_delay_ms = Some(c.number("avg-delay", n, 0.0, 3_600_000.0, "milliseconds, at least 0")?);
+        // Whole milliseconds: the spawned backend's `--avg-delay-ms` takes an integer, and a
+        // fraction passed on would make every spawn exit 2 and restart forever.
+        layer.avg_delay_ms = Some(f64::from(c.int::<u32>("avg-delay", n, 0, 3_600_000)?));
     }
     if let Some(n) = &raw.failure {
         layer.failure = Some(c.number("failure", n, 0.0, 100.0, "a percentage in 0..100")?);
@@ -681,7 +683,8 @@ mod tests {
         bad_at("pool: 0", 1, "pool", "1..1024");
         bad_at("worker: -1", 1, "worker", "0..1024");
         bad_at("worker-port: 0", 1, "worker-port", "1..65535");
-        bad_at("avg-delay: -5", 1, "avg-delay", "milliseconds");
+        bad_at("avg-delay: -5", 1, "avg-delay", "whole number in 0..3600000");
+        bad_at("avg-delay: 2.5", 1, "avg-delay", "whole number");
         bad_at("failure: 101", 1, "failure", "0..100");
         bad_at("failure: lots", 1, "failure", "found a string");
     }

@@ -345,3 +345,228 @@ pub fn silent_server() -> u16 {
 pub const EXACT_500: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
 pub const EXACT_503: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
+
+// ---- Fleet helpers (issue #7): config files, pools, spawned backends, whole runs. ----
+
+/// A fresh, empty directory for one test: `$TMPDIR/lb-fleet-NAME-PID`.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lb-fleet-{name}-{}", std::process::id()));
+    // A leftover from an earlier run of the same pid is stale: start empty.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// Starts `loadbalancer ARGS...` as given (port and servers come from `--config` or `ARGS`) and
+/// waits for its start-up summary (`bridging at most`), which follows every `listening on`
+/// line. Lines of spawned backends share its stderr, so only the balancer's own lines count.
+/// `port` is the first listener, `admin` the admin port if there is one.
+pub fn balancer_with(args: &[&str]) -> Lb {
+    let proc = Proc::spawn(LB, args);
+    proc.wait_line(&format!("loadbalancer[{}] ", proc.pid), Duration::from_secs(10));
+    let own = format!("loadbalancer[{}] ", proc.pid);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !own_lines(&proc).iter().any(|l| l.contains("bridging at most")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        proc.wait_line(&own, left.max(Duration::from_millis(1)));
+    }
+    let port = *listening_ports(&proc).first().unwrap_or_else(|| panic!("no listener:\n{}", proc.stderr()));
+    let admin = own_lines(&proc).iter().find(|l| l.contains("admin on ")).map(|l| port_from(l, "admin on http://"));
+    Lb { proc, port, admin }
+}
+
+/// The balancer's own stderr lines so far (not those of the backends it spawned).
+pub fn own_lines(proc: &Proc) -> Vec<String> {
+    let own = format!("loadbalancer[{}] ", proc.pid);
+    proc.log.lock().unwrap().iter().filter(|l| l.starts_with(&own)).cloned().collect()
+}
+
+/// Every port the balancer logged `listening on`, in order.
+pub fn listening_ports(proc: &Proc) -> Vec<u16> {
+    own_lines(proc).iter().filter(|l| l.contains("listening on ")).map(|l| port_from(l, "listening on ")).collect()
+}
+
+/// A line of the log so far containing `needle`, wherever it came from.
+pub fn logged(proc: &Proc, needle: &str) -> Option<String> {
+    proc.log.lock().unwrap().iter().find(|l| l.contains(needle)).cloned()
+}
+
+/// The pid in a supervisor line `worker-N started (pid P)`.
+pub fn started_pid(line: &str) -> i32 {
+    let rest = &line[line.find("(pid ").unwrap_or_else(|| panic!("no pid in {line}")) + 5..];
+    rest.trim_end_matches(')').parse().unwrap_or_else(|_| panic!("no pid in {line}"))
+}
+
+/// The first of `n` consecutive ports free on 127.0.0.1 right now: port 0 picks the first,
+/// the neighbours are tried by binding them; a taken neighbour means another try.
+pub fn free_ports(n: u16) -> u16 {
+    for _ in 0..20 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = first.local_addr().unwrap().port();
+        if u32::from(p) + u32::from(n) > 65535 {
+            continue;
+        }
+        let rest: Vec<_> = (1..n).map_while(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).ok()).collect();
+        if rest.len() == usize::from(n) - 1 {
+            return p;
+        }
+    }
+    panic!("no {n} consecutive free ports in 20 tries");
+}
+
+/// Waits up to `timeout` for process `pid` (not necessarily our child) to exit; true if it
+/// has. Blocks in `poll` on a pidfd, which becomes readable when the process exits, so this
+/// is an event, not a polling loop. A pid that no longer exists has exited.
+pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory
+    // is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH), "pidfd_open({pid}): {e}");
+        return true;
+    }
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&fd), nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) if Instant::now() >= deadline => return false,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => panic!("poll on the pidfd of {pid}: {e}"),
+        }
+    }
+}
+
+/// Runs `exe ARGS` to the end (stdin from `input`), bounded by `timeout`: status, stdout, stderr.
+pub fn run_to_end(exe: &str, args: &[&str], input: &[u8], timeout: Duration) -> (ExitStatus, String, String) {
+    let cmd = format!("{exe} {}", args.join(" "));
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd}: {e}"));
+    let pid = child.id() as i32;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    // A writer thread, so a child that does not read cannot block us; its error is the
+    // child's business (it exited early), seen in its status.
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(out)) => (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
+        Ok(Err(e)) => panic!("{cmd}: {e}"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            panic!("{cmd} did not finish within {timeout:?}")
+        }
+    }
+}
+
+/// `GET path` through the balancer from a socket whose local port is known, so the test can
+/// wait for the balancer's debug line about this very client (`client 127.0.0.1:P: ...`).
+/// Returns the reply and the client's address as the balancer logs it.
+pub fn get_as(port: u16, path: &str) -> (Reply, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
+    let me = s.local_addr().unwrap().to_string();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("GET {path} on {port}: {e}"));
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap_or_else(|e| panic!("GET {path} on {port}: {e}"));
+    (parse_reply(out), me)
+}
+
+/// `get_as`, then waits until the balancer has logged the end of this client's bridge
+/// (`client ADDR: bridged to`, debug level: start it with `-v`), after which its exchange is
+/// in the statistics.
+pub fn get_counted(lb: &Lb, path: &str) -> Reply {
+    let (reply, me) = get_as(lb.port, path);
+    lb.proc.wait_line(&format!("client {me}: bridged to"), Duration::from_secs(10));
+    reply
+}
+
+/// A server that holds every request until the test releases it: `/healthcheck` is answered
+/// at once (0 errors, 0 entries); any other request is announced on `arrivals`, then waits for
+/// one `release()` (at most 20 s) and gets `200 ok` with `Server-Name: NAME`. `max` is the most
+/// requests it ever held at once. Runs until the test ends.
+pub struct HeldServer {
+    pub port: u16,
+    pub arrivals: Receiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+    pub max: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HeldServer {
+    /// Lets one held request (or the next to arrive) be answered.
+    pub fn release(&self) {
+        self.release.send(()).expect("the server thread is alive");
+    }
+
+    /// Waits for the next request to arrive, up to 10 s.
+    pub fn arrival(&self) {
+        self.arrivals.recv_timeout(Duration::from_secs(10)).expect("a request should have reached the server");
+    }
+}
+
+pub fn held_server(name: &'static str) -> HeldServer {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (arrive_tx, arrivals) = channel();
+    let (release, release_rx) = channel::<()>();
+    let release_rx = Arc::new(Mutex::new(release_rx));
+    let max = Arc::new(AtomicUsize::new(0));
+    let now = Arc::new(AtomicUsize::new(0));
+    let max2 = Arc::clone(&max);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let (arrive_tx, release_rx, max, now) =
+                (arrive_tx.clone(), Arc::clone(&release_rx), Arc::clone(&max2), Arc::clone(&now));
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if head.starts_with(b"GET /healthcheck ") {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n");
+                    return;
+                }
+                let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(held, Ordering::SeqCst);
+                let _ = arrive_tx.send(());
+                let released = release_rx.lock().unwrap().recv_timeout(Duration::from_secs(20));
+                now.fetch_sub(1, Ordering::SeqCst);
+                if released.is_ok() {
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nServer-Name: {name}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    );
+                    let _ = s.write_all(reply.as_bytes());
+                }
+            });
+        }
+    });
+    HeldServer { port, arrivals, release, max }
+}
