@@ -2,8 +2,15 @@
 //! and completions split 2:1; a class alone gets every slot.
 
 mod util;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// Completions so far, with a condition variable so the test waits on them, not on a clock.
+#[derive(Default)]
+struct Done {
+    count: Mutex<()>,
+    more: Condvar,
+}
 use util::*;
 
 /// Runs `clients` looping clients from `src` until `stop`; counts completed 200s.
@@ -13,10 +20,11 @@ fn class_load(
     clients: usize,
     stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
+    signal: Arc<Done>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     (0..clients)
         .map(|_| {
-            let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
+            let (stop, done, signal) = (Arc::clone(&stop), Arc::clone(&done), Arc::clone(&signal));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let raw = exchange_from(
@@ -28,6 +36,8 @@ fn class_load(
                     .unwrap();
                     if parse_reply(raw).status == 200 && !stop.load(Ordering::Relaxed) {
                         done.fetch_add(1, Ordering::Relaxed);
+                        let _guard = signal.count.lock().unwrap();
+                        signal.more.notify_all();
                     }
                 }
             })
@@ -43,12 +53,34 @@ fn weights_two_to_one_share_slots_and_completions_two_to_one() {
     let stop = Arc::new(AtomicBool::new(false));
     let heavy = Arc::new(AtomicU64::new(0));
     let light = Arc::new(AtomicU64::new(0));
-    let mut threads = class_load("127.0.0.2", lb.port, 8, Arc::clone(&stop), Arc::clone(&heavy));
-    threads.extend(class_load("127.0.0.3", lb.port, 8, Arc::clone(&stop), Arc::clone(&light)));
+    let signal = Arc::new(Done::default());
+    let mut threads = class_load("127.0.0.2", lb.port, 8, Arc::clone(&stop), Arc::clone(&heavy), Arc::clone(&signal));
+    threads.extend(class_load("127.0.0.3", lb.port, 8, Arc::clone(&stop), Arc::clone(&light), Arc::clone(&signal)));
 
-    // Sample the slots held per class while both are backlogged (bounded count).
+    let total = || heavy.load(Ordering::Relaxed) + light.load(Ordering::Relaxed);
+    // Waits (bounded) until `n` more requests completed: the clock of this test is the
+    // servers' work, not wall time.
+    let wait_completions = |n: u64| {
+        let target = total() + n;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut guard = signal.count.lock().unwrap();
+        while total() < target {
+            let left = deadline.checked_duration_since(std::time::Instant::now()).expect("no progress in 30 s");
+            guard = signal.more.wait_timeout(guard, left).unwrap().0;
+        }
+    };
+    // Warm up past the start, when whichever class connected first holds every slot.
+    while heavy.load(Ordering::Relaxed) < 10 || light.load(Ordering::Relaxed) < 10 {
+        wait_completions(1);
+    }
+    // Sample the slots held per class while both are backlogged, one sample per two
+    // completions, so the samples cover many service times.
     let (mut slots_heavy, mut slots_light, mut samples) = (0u64, 0u64, 0);
+    let mut tries = 0;
     while samples < 40 {
+        tries += 1;
+        assert!(tries < 1000, "the classes were never both backlogged");
+        wait_completions(2);
         let st = status(admin);
         let classes = st["classes"].as_array().unwrap().clone();
         let get =
@@ -61,10 +93,7 @@ fn weights_two_to_one_share_slots_and_completions_two_to_one() {
     }
     // Then count completions over a window of 150.
     let (h0, l0) = (heavy.load(Ordering::Relaxed), light.load(Ordering::Relaxed));
-    while heavy.load(Ordering::Relaxed) + light.load(Ordering::Relaxed) - h0 - l0 < 150 {
-        std::thread::yield_now();
-        assert!(status(admin)["served"].as_u64().unwrap() < 100_000);
-    }
+    wait_completions(150);
     let (h, l) = (heavy.load(Ordering::Relaxed) - h0, light.load(Ordering::Relaxed) - l0);
     stop.store(true, Ordering::Relaxed);
     for t in threads {
