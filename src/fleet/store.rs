@@ -435,7 +435,7 @@ fn rows_json(rows: &[(String, ServerTotals)]) -> String {
 }
 
 /// What the writer thread and `StoreWriter` share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct WriterShared {
     /// Only changed under this lock, so the writer cannot miss a wake-up.
     state: Mutex<WriterState>,
@@ -528,7 +528,12 @@ pub struct StoreWriter {
 /// `SAVE_PERIOD`, only when something changed. Call after `Store::restore`, so the first
 /// snapshot already includes the loaded base.
 pub fn spawn_writer(store: Store, stats: Arc<Stats>) -> StoreWriter {
-    let shared = Arc::new(WriterShared::default());
+    // Dirty from the start: the restored base marked the counters before this hook existed,
+    // and the first look clears that mark so later changes wake the writer.
+    let shared = Arc::new(WriterShared {
+        state: Mutex::new(WriterState { stop: false, dirty: true }),
+        wake: Condvar::new(),
+    });
     let hook_shared = Arc::clone(&shared);
     stats.changes.on_change(Box::new(move || {
         hook_shared.state.lock().dirty = true;
