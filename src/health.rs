@@ -3,16 +3,21 @@
 //! A round is started by the dispatcher (`Dispatcher::next_round`): at startup before any
 //! client is routed, after every R dispatched connections (dispatch waits for that round), after
 //! a reload adds servers, and 5 s after the previous round ended. All servers, up or down, are
-//! probed in parallel, one short-lived thread each, so a silent server costs the round at most
-//! the 2 s probe timeout, not 2 s per server. A server is up only after a complete `200` reply
+//! probed in parallel (non-blocking sockets under one `poll` on this thread), so a silent
+//! server costs the round at most the 2 s probe timeout, not 2 s per server, and a round costs
+//! no thread start-up: with `-R 5` a round runs every five connections. A server is up only after a complete `200` reply
 //! whose body is `<errors>\n<entries>`; anything else (refused, timed out, other status, short
 //! or malformed body) makes it down, with the reason logged when its state flips.
 
+use crate::bridge::poll_timeout;
 use crate::config::{CONNECT_TIMEOUT, PROBE_TIMEOUT};
 use crate::http;
 use crate::sched::{Dispatcher, ProbeResult};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use nix::poll::{PollFd, PollFlags, poll};
+use socket2::{Domain, Socket, Type};
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,58 +54,156 @@ impl Health {
     }
 }
 
-/// Probes every address at once; results in the same order.
+/// Probes every address at once, on this thread: non-blocking sockets under one `poll`, so a
+/// round costs no thread start-up and ends when the last server has answered (or at the 2 s
+/// deadline). Results in the same order as `addrs`.
 pub fn probe_all(addrs: &[SocketAddr]) -> Vec<(SocketAddr, ProbeResult)> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = addrs.iter().map(|a| (*a, scope.spawn(move || probe(*a)))).collect();
-        handles
-            .into_iter()
-            .map(|(a, h)| (a, h.join().unwrap_or_else(|_| ProbeResult::Down("internal: probe thread panicked".into()))))
-            .collect()
-    })
+    let start = Instant::now();
+    let deadline = start + PROBE_TIMEOUT;
+    let connect_deadline = start + CONNECT_TIMEOUT.min(PROBE_TIMEOUT);
+    let mut probes: Vec<Probe> = addrs.iter().map(|a| Probe::start(*a)).collect();
+    loop {
+        let now = Instant::now();
+        for p in probes.iter_mut().filter(|p| p.result.is_none()) {
+            if now >= deadline {
+                p.result = Some(ProbeResult::Down(format!("no complete reply within {}s", PROBE_TIMEOUT.as_secs())));
+            } else if now >= connect_deadline && p.stage == Stage::Connecting {
+                p.result = Some(ProbeResult::Down("connect failed: timed out".into()));
+            }
+        }
+        // A probe without a result always has its socket; the filter just says so.
+        let live: Vec<usize> =
+            (0..probes.len()).filter(|i| probes[*i].result.is_none() && probes[*i].sock.is_some()).collect();
+        if live.is_empty() {
+            break;
+        }
+        let mut fds: Vec<PollFd> = live.iter().filter_map(|i| probes[*i].poll_fd()).collect();
+        let until = if live.iter().any(|i| probes[*i].stage == Stage::Connecting) { connect_deadline } else { deadline };
+        match poll(&mut fds, poll_timeout(until.saturating_duration_since(now))) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                for i in &live {
+                    probes[*i].result = Some(ProbeResult::Down(format!("internal: poll: {e}")));
+                }
+                break;
+            }
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(fds);
+        for (i, r) in live.into_iter().zip(ready) {
+            if r {
+                probes[i].advance();
+            }
+        }
+    }
+    probes.into_iter().map(|p| (p.addr, p.result.unwrap_or_else(|| ProbeResult::Down("internal: no result".into())))).collect()
 }
 
-/// One probe, bounded by the 2 s probe timeout overall.
-pub fn probe(addr: SocketAddr) -> ProbeResult {
-    let deadline = Instant::now() + PROBE_TIMEOUT;
-    match exchange(addr, deadline) {
-        Ok(reply) => match http::parse_health(&reply) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connecting,
+    Sending,
+    Receiving,
+}
+
+/// One probe's state machine: connect, send the request, read the whole reply.
+struct Probe {
+    addr: SocketAddr,
+    sock: Option<Socket>,
+    stage: Stage,
+    request: Vec<u8>,
+    sent: usize,
+    reply: Vec<u8>,
+    result: Option<ProbeResult>,
+}
+
+impl Probe {
+    fn start(addr: SocketAddr) -> Probe {
+        let request = format!("GET /healthcheck HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: loadbalancer\r\n\r\n");
+        let mut p = Probe {
+            addr,
+            sock: None,
+            stage: Stage::Connecting,
+            request: request.into_bytes(),
+            sent: 0,
+            reply: Vec::new(),
+            result: None,
+        };
+        let down = |e: io::Error| ProbeResult::Down(format!("connect failed: {e}"));
+        match Socket::new(Domain::for_address(addr), Type::STREAM, None).and_then(|s| s.set_nonblocking(true).map(|_| s)) {
+            Err(e) => p.result = Some(ProbeResult::Down(format!("internal: socket: {e}"))),
+            Ok(s) => match s.connect(&addr.into()) {
+                Ok(()) => {
+                    p.stage = Stage::Sending;
+                    p.sock = Some(s);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => p.sock = Some(s),
+                Err(e) => p.result = Some(down(e)),
+            },
+        }
+        p
+    }
+
+    fn poll_fd(&self) -> Option<PollFd<'_>> {
+        let flags = if self.stage == Stage::Receiving { PollFlags::POLLIN } else { PollFlags::POLLOUT };
+        self.sock.as_ref().map(|s| PollFd::new(s.as_fd(), flags))
+    }
+
+    /// Moves the probe on after its socket became ready.
+    fn advance(&mut self) {
+        let Some(sock) = self.sock.as_ref() else { return };
+        if self.stage == Stage::Connecting {
+            match sock.take_error() {
+                Ok(None) => self.stage = Stage::Sending,
+                Ok(Some(e)) | Err(e) => {
+                    self.result = Some(ProbeResult::Down(format!("connect failed: {e}")));
+                    return;
+                }
+            }
+        }
+        if self.stage == Stage::Sending {
+            while self.sent < self.request.len() {
+                match sock.send(&self.request[self.sent..]) {
+                    Ok(n) => self.sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.result = Some(ProbeResult::Down(format!("send failed: {e}")));
+                        return;
+                    }
+                }
+            }
+            self.stage = Stage::Receiving;
+        }
+        let mut chunk = [0u8; 4096];
+        loop {
+            match (&mut &*sock).read(&mut chunk) {
+                Ok(0) => return self.finish(),
+                Ok(n) => {
+                    self.reply.extend_from_slice(&chunk[..n]);
+                    if http::reply_complete(&self.reply) {
+                        return self.finish();
+                    }
+                    if self.reply.len() > 64 * 1024 {
+                        self.result = Some(ProbeResult::Down("reply over 64 KiB".into()));
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.result = Some(ProbeResult::Down(format!("receive failed: {e}")));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.result = Some(match http::parse_health(&self.reply) {
             Ok((errors, entries)) => ProbeResult::Up { errors, entries },
             Err(bad) => ProbeResult::Down(bad.to_string()),
-        },
-        Err(e) => ProbeResult::Down(e),
-    }
-}
-
-fn exchange(addr: SocketAddr, deadline: Instant) -> Result<Vec<u8>, String> {
-    let mut s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT.min(PROBE_TIMEOUT))
-        .map_err(|e| format!("connect failed: {e}"))?;
-    let request = format!("GET /healthcheck HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: loadbalancer\r\n\r\n");
-    let timed_out = || format!("no complete reply within {}s", PROBE_TIMEOUT.as_secs());
-    let left = || deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
-    s.set_write_timeout(Some(left().ok_or_else(timed_out)?)).map_err(|e| e.to_string())?;
-    s.write_all(request.as_bytes()).map_err(|e| format!("send failed: {e}"))?;
-    let mut reply = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let remaining = left().ok_or_else(timed_out)?;
-        s.set_read_timeout(Some(remaining)).map_err(|e| e.to_string())?;
-        match s.read(&mut chunk) {
-            Ok(0) => return Ok(reply),
-            Ok(n) => {
-                reply.extend_from_slice(&chunk[..n]);
-                if http::reply_complete(&reply) {
-                    return Ok(reply);
-                }
-                if reply.len() > 64 * 1024 {
-                    return Err("reply over 64 KiB".into());
-                }
-            }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                return Err(timed_out());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("receive failed: {e}")),
-        }
+        });
+        self.sock = None;
     }
 }
