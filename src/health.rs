@@ -1,8 +1,9 @@
 //! The probe thread: asks every server `GET /healthcheck` in rounds and reports the counts.
 //!
 //! A round is started by the dispatcher (`Dispatcher::next_round`): at startup before any
-//! client is routed, after every R dispatched connections (dispatch waits for that round), after
-//! a reload adds servers, and 5 s after the previous round ended. All servers, up or down, are
+//! client is routed, after every R dispatched connections (dispatch waits for that round; a
+//! worker waiting for it runs it itself), after a reload adds servers, and 5 s after the
+//! previous round ended. All servers, up or down, are
 //! probed in parallel (non-blocking sockets under one `poll` on this thread), so a silent
 //! server costs the round at most the 2 s probe timeout, not 2 s per server, and a round costs
 //! no thread start-up: with `-R 5` a round runs every five connections. A server is up only after a complete `200` reply
@@ -28,28 +29,36 @@ pub struct Health {
 impl Health {
     pub fn run(self) {
         while let Some((round, addrs)) = self.dispatcher.next_round() {
-            let results = probe_all(&addrs);
-            let lines: Vec<String> = results
-                .iter()
-                .map(|(addr, r)| match r {
-                    ProbeResult::Up { errors, entries } => {
-                        format!("probe {addr}: up, errors={errors} entries={entries}")
-                    }
-                    ProbeResult::Down(why) => format!("probe {addr}: down: {why}"),
-                })
-                .collect();
-            // Applied before it is logged, so a log line means the counts are in use.
-            let flips = self.dispatcher.finish_round(round, results);
-            for line in lines {
-                crate::debug!("{line}");
-            }
-            for flip in flips {
-                if flip.up {
-                    crate::info!("server {} is up", flip.addr);
-                } else {
-                    crate::warn!("server: {} is down: {}", flip.addr, flip.reason);
-                }
-            }
+            run_round(&self.dispatcher, round, addrs);
+        }
+    }
+}
+
+/// Runs round `round` over `addrs`, hands the results to the dispatcher, and logs them. Called
+/// by the probe thread, or by a worker waiting for the gate (see `Dispatcher::take`).
+pub fn run_round(dispatcher: &Dispatcher, round: u64, addrs: Vec<SocketAddr>) {
+    let results = probe_all(&addrs);
+    let lines: Vec<String> = if crate::log::enabled(crate::log::Level::Debug) {
+        results
+            .iter()
+            .map(|(addr, r)| match r {
+                ProbeResult::Up { errors, entries } => format!("probe {addr}: up, errors={errors} entries={entries}"),
+                ProbeResult::Down(why) => format!("probe {addr}: down: {why}"),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Applied before it is logged, so a log line means the counts are in use.
+    let flips = dispatcher.finish_round(round, results);
+    for line in lines {
+        crate::debug!("{line}");
+    }
+    for flip in flips {
+        if flip.up {
+            crate::info!("server {} is up", flip.addr);
+        } else {
+            crate::warn!("server: {} is down: {}", flip.addr, flip.reason);
         }
     }
 }
@@ -78,7 +87,8 @@ pub fn probe_all(addrs: &[SocketAddr]) -> Vec<(SocketAddr, ProbeResult)> {
             break;
         }
         let mut fds: Vec<PollFd> = live.iter().filter_map(|i| probes[*i].poll_fd()).collect();
-        let until = if live.iter().any(|i| probes[*i].stage == Stage::Connecting) { connect_deadline } else { deadline };
+        let until =
+            if live.iter().any(|i| probes[*i].stage == Stage::Connecting) { connect_deadline } else { deadline };
         match poll(&mut fds, poll_timeout(until.saturating_duration_since(now))) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => {
@@ -96,7 +106,10 @@ pub fn probe_all(addrs: &[SocketAddr]) -> Vec<(SocketAddr, ProbeResult)> {
             }
         }
     }
-    probes.into_iter().map(|p| (p.addr, p.result.unwrap_or_else(|| ProbeResult::Down("internal: no result".into())))).collect()
+    probes
+        .into_iter()
+        .map(|p| (p.addr, p.result.unwrap_or_else(|| ProbeResult::Down("internal: no result".into()))))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +143,9 @@ impl Probe {
             result: None,
         };
         let down = |e: io::Error| ProbeResult::Down(format!("connect failed: {e}"));
-        match Socket::new(Domain::for_address(addr), Type::STREAM, None).and_then(|s| s.set_nonblocking(true).map(|_| s)) {
+        match Socket::new(Domain::for_address(addr), Type::STREAM, None)
+            .and_then(|s| s.set_nonblocking(true).map(|_| s))
+        {
             Err(e) => p.result = Some(ProbeResult::Down(format!("internal: socket: {e}"))),
             Ok(s) => match s.connect(&addr.into()) {
                 Ok(()) => {

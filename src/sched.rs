@@ -29,8 +29,9 @@
 //!   `health` (the probe thread: a round is wanted, or the state is stopping).
 //!
 //! Work conservation: every event that can make a dispatch possible (a push, a release, a
-//! round's end, a new limit or rate) notifies `work`, and a worker that dispatched wakes one
-//! more while dispatchable work remains; a token not yet due becomes a timed wait.
+//! round's end, a new limit or rate) notifies `work` (as many workers as could dispatch, so
+//! none wakes for nothing), and a worker that dispatched wakes one more while dispatchable
+//! work remains; a token not yet due becomes a timed wait.
 
 use crate::config::{Balance, Config, PROBE_PERIOD};
 use crate::queue::WaitingRoom;
@@ -125,7 +126,8 @@ struct State {
     /// Dispatch is held until round number `gate` has finished (startup, every R, and a
     /// reload that adds servers).
     gate: Option<u64>,
-    /// A round is wanted now (gate, or new servers after a reload).
+    /// The probe thread should start a round now (startup, new servers after a reload). A
+    /// round for the gate after R dispatches is started by a worker instead (`take`).
     round_wanted: bool,
     last_round_end: Option<Instant>,
     phase: Phase,
@@ -235,8 +237,11 @@ impl Dispatcher {
         match st.room.push(key, weight, job, Instant::now()) {
             Ok(()) => {
                 let waiting = st.room.len();
+                let wake = dispatchable(&st) > 0;
                 drop(st);
-                self.work.notify_one();
+                if wake {
+                    self.work.notify_one();
+                }
                 Ok(waiting)
             }
             Err(job) => {
@@ -253,6 +258,14 @@ impl Dispatcher {
         loop {
             if st.phase == Phase::Stopped {
                 return None;
+            }
+            if gate_round_due(&st) {
+                // The next routing decision waits for this round: run it here, now, rather
+                // than wake the probe thread and sleep, which costs two hand-overs per round
+                // (with -R 5, one round every five clients).
+                let (round, addrs) = begin_round(&mut st);
+                MutexGuard::unlocked(&mut st, || crate::health::run_round(self, round, addrs));
+                continue;
             }
             match self.try_dispatch(&mut st) {
                 Ok(ticket) => {
@@ -291,9 +304,9 @@ impl Dispatcher {
         if st.since_probe >= st.config.probe_every {
             // The next routing decision waits for a round that starts after this one.
             st.since_probe = 0;
+            // It runs lazily, in the worker that needs the next routing decision (see
+            // `take`): so its counts include the clients dispatched just before it.
             st.gate = Some(st.rounds_started);
-            st.round_wanted = true;
-            self.health.notify_one();
         }
         let server = match choice {
             Choice::Server(i) => Some(reserve(st, i)),
@@ -350,8 +363,11 @@ impl Dispatcher {
             st.servers[i].in_flight -= 1;
         }
         let drained = st.phase == Phase::Draining && st.in_flight == 0 && st.room.is_empty();
+        let wake = dispatchable(&st) > 0;
         drop(st);
-        self.work.notify_one();
+        if wake {
+            self.work.notify_one();
+        }
         if server.is_some() {
             self.busy_server.notify_all();
         }
@@ -382,11 +398,7 @@ impl Dispatcher {
             }
             let due = st.last_round_end.map(|t| t + PROBE_PERIOD);
             if st.round_wanted || due.is_some_and(|d| Instant::now() >= d) {
-                st.round_wanted = false;
-                let round = st.rounds_started;
-                st.rounds_started += 1;
-                let addrs = st.servers.iter().filter(|s| !s.retiring).map(|s| s.addr).collect();
-                return Some((round, addrs));
+                return Some(begin_round(&mut st));
             }
             match due {
                 Some(d) => {
@@ -427,8 +439,13 @@ impl Dispatcher {
         if st.gate.is_some_and(|g| g <= round) {
             st.gate = None;
         }
+        // Wake as many workers as can dispatch now, not all: a woken worker that finds nothing
+        // to do costs two context switches, and with -R 5 a round ends every five clients.
+        let wake = dispatchable(&st);
         drop(st);
-        self.work.notify_all();
+        for _ in 0..wake {
+            self.work.notify_one();
+        }
         self.busy_server.notify_all();
         flips
     }
@@ -561,6 +578,34 @@ impl Dispatcher {
         }
         view
     }
+}
+
+/// A client waits for a routing decision that the gate holds, and no round that would open
+/// the gate has started yet.
+fn gate_round_due(st: &State) -> bool {
+    st.gate.is_some_and(|g| st.rounds_started <= g) && !st.room.is_empty()
+}
+
+/// Starts a round: its number and the addresses to probe. Whoever calls this runs the round
+/// and reports it with `finish_round`.
+fn begin_round(st: &mut State) -> (u64, Vec<SocketAddr>) {
+    st.round_wanted = false;
+    let round = st.rounds_started;
+    st.rounds_started += 1;
+    (round, st.servers.iter().filter(|s| !s.retiring).map(|s| s.addr).collect())
+}
+
+/// How many workers could dispatch right now (an upper bound: a token or a server bound may
+/// still make them wait). Wake-ups beyond this would find nothing to do.
+fn dispatchable(st: &State) -> usize {
+    if st.phase == Phase::Stopped {
+        return 0;
+    }
+    if st.gate.is_some() {
+        // One worker to run the round the gate waits for, if nobody has started it.
+        return usize::from(gate_round_due(st));
+    }
+    st.room.len().min(st.limit.saturating_sub(st.in_flight))
 }
 
 fn new_server(addr: SocketAddr, stats: &Stats) -> Server {

@@ -530,10 +530,8 @@ pub struct StoreWriter {
 pub fn spawn_writer(store: Store, stats: Arc<Stats>) -> StoreWriter {
     // Dirty from the start: the restored base marked the counters before this hook existed,
     // and the first look clears that mark so later changes wake the writer.
-    let shared = Arc::new(WriterShared {
-        state: Mutex::new(WriterState { stop: false, dirty: true }),
-        wake: Condvar::new(),
-    });
+    let shared =
+        Arc::new(WriterShared { state: Mutex::new(WriterState { stop: false, dirty: true }), wake: Condvar::new() });
     let hook_shared = Arc::clone(&shared);
     stats.changes.on_change(Box::new(move || {
         hook_shared.state.lock().dirty = true;
