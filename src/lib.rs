@@ -21,6 +21,7 @@ pub mod config;
 pub mod fleet;
 pub mod health;
 pub mod http;
+pub mod json;
 pub mod queue;
 pub mod relay;
 pub mod sched;

@@ -2,44 +2,11 @@
 //!
 //! Pure functions of a `View` (taken under the dispatcher lock and rendered after it is
 //! released). The JSON is written by hand: the shapes are small and fixed, and serde_json is
-//! only a dev-dependency. `json_string` escapes per RFC 8259 (quote, backslash, and every
-//! control character); `json_number` writes non-finite floats as `null`, which JSON lacks.
+//! only a dev-dependency; strings and numbers go through `crate::json`.
 
+pub use crate::json::{json_number, json_string};
 use crate::stats::{ServerTotals, View};
 use std::fmt::Write;
-
-/// `s` as a JSON string literal, quotes included.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A float as a JSON number, rounded to 1/1000 (milliseconds to the microsecond); `null` when
-/// not finite.
-pub fn json_number(v: f64) -> String {
-    if !v.is_finite() {
-        return "null".into();
-    }
-    let r = (v * 1000.0).round() / 1000.0;
-    // `-0` is valid JSON but reads oddly.
-    if r == 0.0 { "0".into() } else { format!("{r}") }
-}
 
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "null".into(), |v| v.to_string())

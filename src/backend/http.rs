@@ -246,21 +246,7 @@ pub fn reply_head(status: u16, server_name: &str, content_length: u64, extra: &[
     h
 }
 
-/// `s` as a JSON string literal, quotes included.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use crate::json::json_string;
 
 #[cfg(test)]
 mod tests {
@@ -340,6 +326,5 @@ mod tests {
             reply_head(404, "s1", 0, &[]),
             "HTTP/1.1 404 Not Found\r\nServer-Name: s1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
-        assert_eq!(json_string("a\"b\\c\n"), r#""a\"b\\c\u000a""#);
     }
 }
