@@ -16,7 +16,7 @@
 //! status code for statistics.
 
 use crate::http;
-use crate::sys::{self, PIPE_CAPACITY, SplicePipe};
+use crate::sys::{self, SplicePipe};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io;
 use std::net::{Shutdown, TcpStream};
@@ -111,7 +111,7 @@ impl Half<'_> {
                 }
                 return Ok(read);
             }
-            match sys::splice(self.src, &self.pipe.write, PIPE_CAPACITY) {
+            match sys::splice(self.src, &self.pipe.write, self.pipe.capacity) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
                     self.pending = n;

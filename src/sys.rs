@@ -78,17 +78,25 @@ impl Waker {
 pub struct SplicePipe {
     pub read: OwnedFd,
     pub write: OwnedFd,
+    /// Bytes the pipe holds: what one splice into it may move.
+    pub capacity: usize,
 }
 
-/// How many bytes one pipe holds (Linux's default pipe size; we ask for more where allowed).
-pub const PIPE_CAPACITY: usize = 1 << 16;
+/// Linux's default pipe size, kept when a bigger one is refused.
+const DEFAULT_PIPE_CAPACITY: usize = 1 << 16;
+
+/// The pipe size asked for: bigger means fewer splice calls per megabyte.
+const WANTED_PIPE_CAPACITY: i32 = 1 << 18;
 
 impl SplicePipe {
     pub fn new() -> io::Result<SplicePipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-        // A bigger pipe means fewer splice calls per megabyte; failure just keeps the default.
-        let _ = nix::fcntl::fcntl(&write, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 18));
-        Ok(SplicePipe { read, write })
+        // Refused (a low /proc/sys/fs/pipe-max-size, or a user over its pipe quota): keep the default.
+        let capacity = nix::fcntl::fcntl(&write, nix::fcntl::FcntlArg::F_SETPIPE_SZ(WANTED_PIPE_CAPACITY))
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(DEFAULT_PIPE_CAPACITY);
+        Ok(SplicePipe { read, write, capacity })
     }
 }
 
