@@ -37,7 +37,7 @@ impl Health {
 /// Runs round `round` over `addrs`, hands the results to the dispatcher, and logs them. Called
 /// by the probe thread, or by a worker waiting for the gate (see `Dispatcher::take`).
 pub fn run_round(dispatcher: &Dispatcher, round: u64, addrs: Vec<SocketAddr>) {
-    let results = probe_all(&addrs);
+    let results = probe_all(&addrs, &dispatcher.probe_conns);
     let lines: Vec<String> = if crate::log::enabled(crate::log::Level::Debug) {
         results
             .iter()
@@ -66,11 +66,18 @@ pub fn run_round(dispatcher: &Dispatcher, round: u64, addrs: Vec<SocketAddr>) {
 /// Probes every address at once, on this thread: non-blocking sockets under one `poll`, so a
 /// round costs no thread start-up and ends when the last server has answered (or at the 2 s
 /// deadline). Results in the same order as `addrs`.
-pub fn probe_all(addrs: &[SocketAddr]) -> Vec<(SocketAddr, ProbeResult)> {
+pub fn probe_all(addrs: &[SocketAddr], idle: &Idle) -> Vec<(SocketAddr, ProbeResult)> {
     let start = Instant::now();
     let deadline = start + PROBE_TIMEOUT;
     let connect_deadline = start + CONNECT_TIMEOUT.min(PROBE_TIMEOUT);
-    let mut probes: Vec<Probe> = addrs.iter().map(|a| Probe::start(*a)).collect();
+    let mut kept = idle.take(addrs);
+    let mut probes: Vec<Probe> = addrs
+        .iter()
+        .map(|a| match kept.iter().position(|(k, _)| k == a) {
+            Some(i) => Probe::reuse(*a, kept.swap_remove(i).1),
+            None => Probe::start(*a),
+        })
+        .collect();
     loop {
         let now = Instant::now();
         for p in probes.iter_mut().filter(|p| p.result.is_none()) {
@@ -106,10 +113,39 @@ pub fn probe_all(addrs: &[SocketAddr]) -> Vec<(SocketAddr, ProbeResult)> {
             }
         }
     }
-    probes
-        .into_iter()
-        .map(|p| (p.addr, p.result.unwrap_or_else(|| ProbeResult::Down("internal: no result".into()))))
-        .collect()
+    let mut results = Vec::with_capacity(probes.len());
+    let mut keep = Vec::new();
+    for p in probes {
+        if p.keep
+            && let Some(sock) = p.sock
+        {
+            keep.push((p.addr, sock));
+        }
+        results.push((p.addr, p.result.unwrap_or_else(|| ProbeResult::Down("internal: no result".into()))));
+    }
+    idle.put(keep);
+    results
+}
+
+/// Probe connections kept open between rounds, for servers that allow HTTP/1.1 keep-alive: a
+/// round then costs no TCP handshake and teardown (with `-R 5` one runs every five clients).
+/// Taken by whoever runs a round and given back after it; a server that closed its side
+/// meanwhile is probed again on a fresh connection, not called down.
+#[derive(Debug, Default)]
+pub struct Idle(parking_lot::Mutex<Vec<(SocketAddr, Socket)>>);
+
+impl Idle {
+    fn take(&self, addrs: &[SocketAddr]) -> Vec<(SocketAddr, Socket)> {
+        let mut all = self.0.lock();
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut *all).into_iter().partition(|(a, _)| addrs.contains(a));
+        *all = rest;
+        mine
+    }
+
+    fn put(&self, conns: Vec<(SocketAddr, Socket)>) {
+        self.0.lock().extend(conns);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +159,11 @@ enum Stage {
 struct Probe {
     addr: SocketAddr,
     sock: Option<Socket>,
+    /// The connection comes from an earlier round: if the server closed it meanwhile, start
+    /// over on a fresh one.
+    reused: bool,
+    /// The reply was complete by Content-Length on a connection the server keeps open.
+    keep: bool,
     stage: Stage,
     request: Vec<u8>,
     sent: usize,
@@ -132,16 +173,7 @@ struct Probe {
 
 impl Probe {
     fn start(addr: SocketAddr) -> Probe {
-        let request = format!("GET /healthcheck HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: loadbalancer\r\n\r\n");
-        let mut p = Probe {
-            addr,
-            sock: None,
-            stage: Stage::Connecting,
-            request: request.into_bytes(),
-            sent: 0,
-            reply: Vec::new(),
-            result: None,
-        };
+        let mut p = Probe::unconnected(addr);
         let down = |e: io::Error| ProbeResult::Down(format!("connect failed: {e}"));
         match Socket::new(Domain::for_address(addr), Type::STREAM, None)
             .and_then(|s| s.set_nonblocking(true).map(|_| s))
@@ -157,6 +189,35 @@ impl Probe {
             },
         }
         p
+    }
+
+    /// A probe on a connection kept from an earlier round.
+    fn reuse(addr: SocketAddr, sock: Socket) -> Probe {
+        let mut p = Probe::unconnected(addr);
+        p.sock = Some(sock);
+        p.reused = true;
+        p.stage = Stage::Sending;
+        p
+    }
+
+    fn unconnected(addr: SocketAddr) -> Probe {
+        let request = format!("GET /healthcheck HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: loadbalancer\r\n\r\n");
+        Probe {
+            addr,
+            sock: None,
+            reused: false,
+            keep: false,
+            stage: Stage::Connecting,
+            request: request.into_bytes(),
+            sent: 0,
+            reply: Vec::new(),
+            result: None,
+        }
+    }
+
+    /// A kept connection turned out closed: probe again on a fresh one.
+    fn restart(&mut self) {
+        *self = Probe::start(self.addr);
     }
 
     fn poll_fd(&self) -> Option<PollFd<'_>> {
@@ -182,6 +243,7 @@ impl Probe {
                     Ok(n) => self.sent += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) if self.reused => return self.restart(),
                     Err(e) => {
                         self.result = Some(ProbeResult::Down(format!("send failed: {e}")));
                         return;
@@ -193,11 +255,12 @@ impl Probe {
         let mut chunk = [0u8; 4096];
         loop {
             match (&mut &*sock).read(&mut chunk) {
-                Ok(0) => return self.finish(),
+                Ok(0) if self.reused && self.reply.is_empty() => return self.restart(),
+                Ok(0) => return self.finish(false),
                 Ok(n) => {
                     self.reply.extend_from_slice(&chunk[..n]);
                     if http::reply_complete(&self.reply) {
-                        return self.finish();
+                        return self.finish(true);
                     }
                     if self.reply.len() > 64 * 1024 {
                         self.result = Some(ProbeResult::Down("reply over 64 KiB".into()));
@@ -206,6 +269,7 @@ impl Probe {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) if self.reused && self.reply.is_empty() => return self.restart(),
                 Err(e) => {
                     self.result = Some(ProbeResult::Down(format!("receive failed: {e}")));
                     return;
@@ -214,11 +278,16 @@ impl Probe {
         }
     }
 
-    fn finish(&mut self) {
-        self.result = Some(match http::parse_health(&self.reply) {
+    /// `framed`: the reply ended at its Content-Length, not at EOF.
+    fn finish(&mut self, framed: bool) {
+        let parsed = http::parse_health(&self.reply);
+        self.keep = framed && parsed.is_ok() && !http::says_close(&self.reply);
+        self.result = Some(match parsed {
             Ok((errors, entries)) => ProbeResult::Up { errors, entries },
             Err(bad) => ProbeResult::Down(bad.to_string()),
         });
-        self.sock = None;
+        if !self.keep {
+            self.sock = None;
+        }
     }
 }

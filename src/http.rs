@@ -98,6 +98,17 @@ pub fn reply_complete(buf: &[u8]) -> bool {
     }
 }
 
+/// True when a reply's head says `Connection: close` (or it is HTTP/1.0 without keep-alive):
+/// the server will not take another request on this connection.
+pub fn says_close(reply: &[u8]) -> bool {
+    let Some(end) = head_end(reply) else { return true };
+    let Ok(head) = std::str::from_utf8(&reply[..end]) else { return true };
+    match header(head, "connection") {
+        Some(v) => v.eq_ignore_ascii_case("close"),
+        None => head.starts_with("HTTP/1.0"),
+    }
+}
+
 /// A request read by the admin endpoint.
 #[derive(Debug)]
 pub struct Request {
@@ -193,6 +204,13 @@ mod tests {
         assert!(parse_health(b"HTTP/1.1 200 OK\r\n\r\nhello").is_err());
         assert!(parse_health(b"HTTP/1.1 200 OK\r\n\r\n1 4").is_err());
         assert!(parse_health(b"nonsense").is_err());
+    }
+
+    #[test]
+    fn connection_close() {
+        assert!(says_close(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"));
+        assert!(!says_close(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(says_close(b"HTTP/1.0 200 OK\r\n\r\n"));
     }
 
     #[test]

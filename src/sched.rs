@@ -192,6 +192,8 @@ pub struct Dispatcher {
     health: Condvar,
     waker: Arc<Waker>,
     pub stats: Arc<Stats>,
+    /// Probe connections kept between rounds (its own lock, never taken with `state`).
+    pub probe_conns: crate::health::Idle,
     started: Instant,
 }
 
@@ -225,6 +227,7 @@ impl Dispatcher {
             health: Condvar::new(),
             waker,
             stats,
+            probe_conns: Default::default(),
             started: now,
         })
     }
