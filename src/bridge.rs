@@ -146,6 +146,7 @@ pub fn run(client: &TcpStream, server: &TcpStream, pipes: &Pipes, t: Timeouts, p
     let mut down = Half { src: server, dst: client, pipe: &pipes.down, pending: 0, eof: false, shut: false };
     let mut last_client = Instant::now();
     let mut last_server: Option<Instant> = None;
+    let mut status_seen = false;
     loop {
         match up.pump() {
             Ok(n) if n > 0 => {
@@ -162,10 +163,12 @@ pub fn run(client: &TcpStream, server: &TcpStream, pipes: &Pipes, t: Timeouts, p
                 up.shut = true;
             }
         }
-        if progress.to_client == 0 && progress.status.is_none() {
-            peek_status(server, progress);
-        }
-        match down.pump() {
+        // The reply's first bytes are peeked before the first splice takes them, so the status
+        // is read from the bytes that pass; until some have arrived, nothing is spliced.
+        let peeked = status_seen || peek_status(server, progress);
+        status_seen = peeked;
+        let pumped = if peeked { down.pump() } else { Ok(0) };
+        match pumped {
             Ok(n) if n > 0 => {
                 progress.to_client += n;
                 last_server = Some(Instant::now());
@@ -209,11 +212,18 @@ pub fn poll_timeout(d: Duration) -> PollTimeout {
     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }
 
-fn peek_status(server: &TcpStream, progress: &mut Progress) {
+/// Peeks at the first bytes of the server's reply (nothing consumed). True once something
+/// (or EOF, or an error for the splice to report) is there; the status is read if the first
+/// 12 bytes are.
+fn peek_status(server: &TcpStream, progress: &mut Progress) -> bool {
     let mut buf = [0u8; 16];
-    if let Ok(n) = server.peek(&mut buf)
-        && n >= 12
-    {
-        progress.status = http::status_code(&buf[..n]);
+    match server.peek(&mut buf) {
+        Ok(n) => {
+            if n >= 12 {
+                progress.status = http::status_code(&buf[..n]);
+            }
+            true
+        }
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
     }
 }
