@@ -31,18 +31,19 @@ fn live_requests(lb: &Lb, server: &str) -> u64 {
     s.unwrap_or_else(|| panic!("no {server} in {st}"))["requests"].as_u64().unwrap()
 }
 
-/// Waits until the file holds `want` requests for `server`: the writer saves within a second
-/// of a change, so this is bounded by 3 s. There is no event to wait on from outside the
-/// process, so this polls, paced at 50 ms.
-fn wait_stored(db: &Path, server: &str, want: u64) -> Duration {
+/// Waits until the file holds `want` requests for `server`: each save is a debug line of the
+/// balancer (`stats: saved`), and the writer saves within a second of a change, so this waits
+/// on those lines, for at most 3 s.
+fn wait_stored(proc: &Proc, db: &Path, server: &str, want: u64) -> Duration {
     let start = Instant::now();
     loop {
         let have = stored_requests(db, server);
         if have == want {
             return start.elapsed();
         }
-        assert!(start.elapsed() < Duration::from_secs(3), "{} holds {have} requests, not {want}", db.display());
-        std::thread::sleep(Duration::from_millis(50));
+        let left = Duration::from_secs(3).checked_sub(start.elapsed());
+        let left = left.unwrap_or_else(|| panic!("{} holds {have} requests, not {want}", db.display()));
+        proc.wait_line("stats: saved", left);
     }
 }
 
@@ -74,7 +75,7 @@ fn totals_continue_across_a_restart_and_a_kill_9() {
     }
     assert_eq!(live_requests(&lb, &server), 5);
     // Saved within about a second, while running; then kill -9 loses nothing more.
-    let took = wait_stored(&db, &server, 5);
+    let took = wait_stored(&lb.proc, &db, &server, 5);
     assert!(took < Duration::from_millis(2500), "saved {took:?} after the last request");
     lb.proc.signal(Signal::SIGKILL);
     lb.proc.wait_exit(Duration::from_secs(5));
@@ -84,7 +85,7 @@ fn totals_continue_across_a_restart_and_a_kill_9() {
     assert_eq!(live_requests(&lb, &server), 5);
     get_counted(&lb, "/api/v1/hello");
     assert_eq!(live_requests(&lb, &server), 6);
-    wait_stored(&db, &server, 6);
+    wait_stored(&lb.proc, &db, &server, 6);
     let row = stored(&db)[0].clone();
     assert_eq!(
         (row["server"].as_str(), row["successes"].as_u64(), row["failures"].as_u64()),
@@ -128,7 +129,7 @@ fn a_file_another_balancer_holds_is_refused_and_left_untouched() {
     let server = format!("127.0.0.1:{}", a.port);
     let holder = balancer(&["-v", "--admin", "0", "--stats-dir", db.to_str().unwrap()], &[a.port]);
     get_counted(&holder, "/api/v1/hello");
-    wait_stored(&db, &server, 1);
+    wait_stored(&holder.proc, &db, &server, 1);
     refused(&db, "in use");
     // The holder is unharmed and keeps counting.
     get_counted(&holder, "/api/v1/hello");

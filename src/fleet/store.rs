@@ -512,6 +512,7 @@ impl Writer {
             return Ok(());
         }
         self.store.save(&now)?;
+        crate::debug!("stats: saved {} servers to {}", now.len(), self.store.path().display());
         self.last = now;
         Ok(())
     }
