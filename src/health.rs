@@ -135,12 +135,11 @@ pub fn probe_all(addrs: &[SocketAddr], idle: &Idle) -> Vec<(SocketAddr, ProbeRes
 pub struct Idle(parking_lot::Mutex<Vec<(SocketAddr, Socket)>>);
 
 impl Idle {
+    /// Takes the kept connections to `addrs`. Every round probes every server in the table, so
+    /// a connection to any other address belongs to a server a reload removed: it is closed.
     fn take(&self, addrs: &[SocketAddr]) -> Vec<(SocketAddr, Socket)> {
-        let mut all = self.0.lock();
-        let (mine, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut *all).into_iter().partition(|(a, _)| addrs.contains(a));
-        *all = rest;
-        mine
+        let all = std::mem::take(&mut *self.0.lock());
+        all.into_iter().filter(|(a, _)| addrs.contains(a)).collect()
     }
 
     fn put(&self, conns: Vec<(SocketAddr, Socket)>) {
