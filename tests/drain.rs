@@ -1,5 +1,6 @@
 //! Signals: SIGTERM stops accepting, lets bridged connections finish, exits 0; SIGPIPE never
-//! kills the balancer; a silent client is closed after --client-timeout and holds no slot.
+//! kills the balancer; a silent client is closed after --client-timeout and holds no slot,
+//! unless --server-speaks-first, where it is bridged at once.
 
 mod util;
 use nix::sys::signal::Signal;
@@ -51,4 +52,34 @@ fn a_silent_client_holds_no_slot_and_is_closed_after_the_client_timeout() {
         let mut buf = [0u8; 1];
         assert_eq!(s.read(&mut buf).unwrap(), 0, "closed without a byte");
     }
+}
+
+#[test]
+fn server_speaks_first_dispatches_a_silent_client_at_once() {
+    // Answers a health probe like a backend; greets anyone else first, SMTP-style.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+                let mut buf = [0u8; 1024];
+                match s.read(&mut buf) {
+                    Ok(n) if buf[..n].starts_with(b"GET /healthcheck") => {
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n");
+                    }
+                    _ => {
+                        let _ = s.write_all(b"220 hello\r\n");
+                    }
+                }
+            });
+        }
+    });
+    let lb = balancer(&["--server-speaks-first"], &[port]);
+    let mut s = TcpStream::connect(("127.0.0.1", lb.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut greeting = [0u8; 11];
+    s.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"220 hello\r\n");
 }
