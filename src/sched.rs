@@ -507,10 +507,6 @@ impl Dispatcher {
         Arc::clone(&self.state.lock().config)
     }
 
-    pub fn limit(&self) -> usize {
-        self.state.lock().limit
-    }
-
     /// SIGTERM: keep dispatching what is queued; `is_idle` tells when all is done.
     pub fn begin_drain(&self) {
         self.state.lock().phase = Phase::Draining;
