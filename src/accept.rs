@@ -278,7 +278,11 @@ fn answer_here(mut stream: TcpStream, peer: SocketAddr, reply: &[u8]) -> Waiting
 
 /// Reads and throws away what a lingering client sends. False once it is finished.
 fn discard(stream: &mut TcpStream) -> bool {
-    let _ = stream.set_nonblocking(true);
+    // Sockets handed over by workers are blocking; one that cannot be made non-blocking could
+    // stall this thread in the read below, so it is closed at once instead.
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
     let mut buf = [0u8; 16 * 1024];
     loop {
         match stream.read(&mut buf) {
