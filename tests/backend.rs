@@ -3,6 +3,7 @@
 //! the in-flight count, signals, --die-with-parent and the command line.
 
 mod backend_support;
+mod util;
 
 use backend_support::*;
 use nix::sys::signal::Signal;
@@ -427,18 +428,8 @@ fn die_with_parent_leaves_no_orphan() {
             }
         }
     }
-    // Closing its fds is part of exiting; the process entry goes (or turns zombie if nobody
-    // reaps orphans here) right after. Bounded check of /proc.
-    let gone = (0..500).any(|_| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
-        if matches!(state, None | Some('Z') | Some('X')) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-        false
-    });
-    assert!(gone, "backend {pid} still running");
+    // Closing its fds is part of exiting; the exit itself is seen on a pidfd.
+    assert!(util::wait_gone(pid, Duration::from_secs(5)), "backend {pid} still running");
 }
 
 fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
