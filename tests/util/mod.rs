@@ -302,6 +302,19 @@ pub fn dead_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// Reads up to the end of a request head (or what came before EOF or an error: `None`).
+pub fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
 /// A scripted server: reads each request head, then answers `script(head)` or, for `None`,
 /// holds the connection open without a byte. Runs until the test ends.
 pub fn scripted_server(script: fn(&str) -> Option<Vec<u8>>) -> u16 {
@@ -312,14 +325,8 @@ pub fn scripted_server(script: fn(&str) -> Option<Vec<u8>>) -> u16 {
             let Ok(mut s) = s else { continue };
             std::thread::spawn(move || {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut head = Vec::new();
+                let Some(head) = read_head(&mut s) else { return };
                 let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
                 match script(&String::from_utf8_lossy(&head)) {
                     Some(reply) => {
                         let _ = s.write_all(&reply);
@@ -542,14 +549,7 @@ pub fn held_server(name: &'static str) -> HeldServer {
                 (arrive_tx.clone(), Arc::clone(&release_rx), Arc::clone(&max2), Arc::clone(&now));
             std::thread::spawn(move || {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(head) = read_head(&mut s) else { return };
                 if head.starts_with(b"GET /healthcheck ") {
                     let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n");
                     return;
