@@ -129,29 +129,9 @@ need_balancer() {
 # ------------------------------------------------------------------ processes
 
 WORK=""
-GROUPS_STARTED=() # pids of the process-group leaders we started, in start order
 WAIT_PID=""       # the client (wrk) we are waiting on, if any
-
-# start_group LOG CMD...: runs CMD as the leader of a new process group (setsid) with its
-# output in LOG; sets STARTED to its pid. In a non-interactive script a background job is not
-# a group leader, so setsid does not fork and $! is the command itself.
-start_group() {
-    local logf=$1
-    shift
-    setsid "$@" </dev/null >"$logf" 2>&1 &
-    STARTED=$!
-    GROUPS_STARTED+=("$STARTED")
-}
-
-stop_group() {
-    local pid=$1 i
-    kill -TERM -- "-$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 -- "-$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/bench/procs.sh
+source "$HERE/bench/procs.sh"
 
 cleanup() {
     local rc=$? i

@@ -98,27 +98,8 @@ need_binaries() {
 # ------------------------------------------------------------------ processes
 
 WORK=""
-GROUPS_STARTED=() # pids of the process-group leaders we started
-
-# start_group LOG CMD...: CMD leads a new process group; STARTED is its pid (in a
-# non-interactive script a background job is no group leader, so setsid does not fork).
-start_group() {
-    local logf=$1
-    shift
-    setsid "$@" </dev/null >"$logf" 2>&1 &
-    STARTED=$!
-    GROUPS_STARTED+=("$STARTED")
-}
-
-stop_group() {
-    local pid=$1 i
-    kill -TERM -- "-$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 -- "-$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/bench/procs.sh
+source "$HERE/bench/procs.sh"
 
 cleanup() {
     local rc=$? i
