@@ -208,14 +208,9 @@ impl Acceptor {
 
     fn accept_all(&self, idx: usize, config: &Config, pending: &mut Vec<Waiting>, lingering: &mut Vec<Waiting>) {
         loop {
-            match self.listeners[idx].accept() {
+            match accept_nonblocking(&self.listeners[idx]) {
                 Ok((stream, peer)) => {
                     crate::debug!("client {peer}: accepted");
-                    if let Err(e) = stream.set_nonblocking(true) {
-                        crate::warn!("client {peer}: {e}");
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true); // latency only
                     if config.server_speaks_first {
                         self.enqueue(stream, peer, lingering);
                     } else {
@@ -265,6 +260,14 @@ impl Acceptor {
             }
         }
     }
+}
+
+/// Accepts a client on a socket that is non-blocking from the start, as the waiting below and
+/// the bridge want it; it inherits `TCP_NODELAY` from the listener (see `balancer::bind`).
+fn accept_nonblocking(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+    let (sock, addr) = socket2::SockRef::from(listener).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
+    let peer = addr.as_socket().ok_or_else(|| std::io::Error::other("a client without an IP address"))?;
+    Ok((sock.into(), peer))
 }
 
 /// Answers on the accepting thread: the socket is non-blocking and the answer is small, so

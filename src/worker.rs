@@ -8,16 +8,20 @@
 //! hold stray bytes, so they are not reused).
 
 use crate::accept::Closer;
-use crate::bridge::{self, End, Pipes, Progress, Timeouts};
+use crate::bridge::{self, Buffers, End, Progress, Timeouts};
 use crate::config::CONNECT_TIMEOUT;
 use crate::http;
-use crate::sched::{Dispatcher, Failover, Ticket};
+use crate::sched::{Dispatcher, Failover, Job, Slot, Ticket};
 use crate::stats::Exchange;
+use nix::poll::{PollFd, PollFlags, poll};
 use parking_lot::Mutex;
+use socket2::{Domain, Socket, Type};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The worker threads, grown on demand (a raised limit needs more of them).
 pub struct Pool {
@@ -58,63 +62,82 @@ impl Pool {
 }
 
 fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("worker".into()).spawn(move || Worker { shared, pipes: None }.run()).map(drop)
+    std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(move || Worker { shared, buffers: Buffers::default() }.run())
+        .map(drop)
 }
 
 struct Worker {
     shared: Arc<Shared>,
-    pipes: Option<Pipes>,
+    buffers: Buffers,
+}
+
+/// Where a ticket goes: everything in it but the client.
+struct Route {
+    slot: Slot,
+    server: Option<SocketAddr>,
+    config: Arc<crate::config::Config>,
+    stats: Option<Arc<crate::stats::ServerStats>>,
 }
 
 impl Worker {
     fn run(mut self) {
         while let Some(ticket) = self.shared.dispatcher.take() {
+            let Ticket { job: Job { client, peer }, slot, server, config, stats } = ticket;
             let mut progress = Progress::default();
-            let client = match ticket.job.client.try_clone() {
-                Ok(c) => c,
-                Err(e) => {
-                    crate::error!("internal: cannot duplicate a client socket: {e}");
-                    continue;
+            // The client stays out here, so that after a panic it can still be answered; the
+            // slot goes in, so that unwinding releases it.
+            let route = Route { slot, server, config, stats };
+            let outcome = catch_unwind(AssertUnwindSafe(|| self.serve(&client, peer, route, &mut progress)));
+            match outcome {
+                Ok(Some(reply)) => self.shared.closer.answer(client, reply),
+                Ok(None) => {} // dropping `client` closes it: the bridge is over
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".into());
+                    crate::error!("internal: worker panicked: {msg}; replacing it");
+                    if progress.to_client == 0 {
+                        self.shared.closer.answer(client, http::INTERNAL_ERROR);
+                    }
+                    // The slot was released while unwinding; a new thread takes this one's
+                    // place with fresh buffers (a pipe may hold stray bytes).
+                    if let Err(e) = spawn(Arc::clone(&self.shared)) {
+                        crate::error!("internal: cannot start a replacement worker: {e}");
+                    }
+                    return;
                 }
-            };
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.serve(ticket, &mut progress)));
-            if let Err(panic) = outcome {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(no message)".into());
-                crate::error!("internal: worker panicked: {msg}; replacing it");
-                if progress.to_client == 0 {
-                    self.shared.closer.answer(client, http::INTERNAL_ERROR);
-                }
-                // The ticket (and its slot) was dropped while unwinding; a new thread takes
-                // this one's place with fresh pipes.
-                if let Err(e) = spawn(Arc::clone(&self.shared)) {
-                    crate::error!("internal: cannot start a replacement worker: {e}");
-                }
-                return;
             }
         }
     }
 
-    fn serve(&mut self, ticket: Ticket, progress: &mut Progress) {
-        let Ticket { job, mut slot, server, config, mut stats } = ticket;
+    /// Connects (failing over), bridges, and records the exchange. Returns the final answer
+    /// the client still needs, if any.
+    fn serve(
+        &mut self,
+        client: &TcpStream,
+        peer: SocketAddr,
+        route: Route,
+        progress: &mut Progress,
+    ) -> Option<&'static [u8]> {
+        let Route { mut slot, server, config, mut stats } = route;
         #[cfg(feature = "fault-injection")]
         self.shared.fault.maybe_panic();
         let dispatched = Instant::now();
         let mut target = server;
         loop {
             let Some(addr) = target else {
-                crate::warn!("client {}: no server is up; answering 500", job.peer);
-                self.shared.closer.answer(job.client, http::INTERNAL_ERROR);
-                return;
+                crate::warn!("client {peer}: no server is up; answering 500");
+                return Some(http::INTERNAL_ERROR);
             };
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            match connect(addr, CONNECT_TIMEOUT) {
                 Ok(conn) => {
-                    crate::debug!("client {}: to server {addr}", job.peer);
-                    let _ = conn.set_nodelay(true); // latency only; the bridge works without it
-                    let end = self.bridge(&job.client, &conn, &config, progress);
+                    crate::debug!("client {peer}: to server {addr}");
+                    let t = Timeouts { client: config.client_timeout, server: config.server_timeout };
+                    let end = bridge::run(client, &conn, &mut self.buffers, t, progress);
                     let exchange = Exchange {
                         status: progress.status,
                         bytes_to_server: progress.to_server,
@@ -124,8 +147,7 @@ impl Worker {
                     if let Some(s) = stats.as_ref() {
                         s.record(&exchange);
                     }
-                    self.finish(job.client, conn, addr, end, progress, job.peer);
-                    return;
+                    return self.finish(conn, addr, end, progress, peer);
                 }
                 Err(e) => {
                     let reason = format!("connect failed: {e}");
@@ -142,31 +164,16 @@ impl Worker {
         }
     }
 
-    fn bridge(
-        &mut self,
-        client: &TcpStream,
-        server: &TcpStream,
-        config: &crate::config::Config,
-        p: &mut Progress,
-    ) -> End {
-        let pipes = match self.pipes.take() {
-            Some(p) => p,
-            None => match Pipes::new() {
-                Ok(p) => p,
-                Err(e) => return End::Internal(e),
-            },
-        };
-        let t = Timeouts { client: config.client_timeout, server: config.server_timeout };
-        let end = bridge::run(client, server, &pipes, t, p);
-        if matches!(end, End::Done) {
-            self.pipes = Some(pipes); // empty again: reuse them
-        }
-        end
-    }
-
     /// Logs how a bridge ended, counts server errors, and answers 500 where the client has
     /// had nothing yet.
-    fn finish(&self, client: TcpStream, server: TcpStream, addr: SocketAddr, end: End, p: &Progress, peer: SocketAddr) {
+    fn finish(
+        &self,
+        server: TcpStream,
+        addr: SocketAddr,
+        end: End,
+        p: &Progress,
+        peer: SocketAddr,
+    ) -> Option<&'static [u8]> {
         if matches!(end, End::Client(_)) && p.server_done.is_none() {
             // The client left, but the server may still be working for it: keep the slot
             // until the server has finished, so it never holds more than N jobs at once.
@@ -193,11 +200,42 @@ impl Worker {
             End::Internal(ref e) => crate::error!("internal: bridge {peer} -> {addr}: {e}"),
         }
         let failed = matches!(end, End::ServerTimeout | End::Server(_) | End::Internal(_));
-        if failed && nothing_sent {
-            self.shared.closer.answer(client, http::INTERNAL_ERROR);
-        }
-        // Otherwise dropping `client` closes it: after Done both sides are finished, after a
+        // Otherwise the client is just closed: after Done both sides are finished, after a
         // failure mid-reply closing is the only signal left.
+        (failed && nothing_sent).then_some(http::INTERNAL_ERROR)
+    }
+}
+
+/// Connects to `addr` within `timeout` on a socket that is non-blocking from the start (the
+/// bridge wants it so), with Nagle off: the bridge forwards what it has at once.
+fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), None)?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => wait_connected(&sock, Instant::now() + timeout)?,
+        Err(e) => return Err(e),
+    }
+    let _ = sock.set_tcp_nodelay(true); // latency only; the bridge works without it
+    Ok(sock.into())
+}
+
+/// Waits for a non-blocking connect to finish, and says how it went.
+fn wait_connected(sock: &Socket, deadline: Instant) -> io::Result<()> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, bridge::poll_timeout(left)) {
+            Ok(0) if left.is_zero() => return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {
+                let failed = fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+                if !failed {
+                    return Ok(()); // writable without error: connected (no getsockopt needed)
+                }
+                return Err(sock.take_error()?.unwrap_or_else(|| io::Error::other("connection failed")));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
