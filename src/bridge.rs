@@ -234,11 +234,19 @@ impl<'a> Half<'a> {
 
 /// Bridges `client` and `server` until both directions are done or a deadline passes. Both
 /// sockets must be non-blocking, and the client must have bytes to read (it has spoken). A
-/// pipe that might still hold bytes on return has been dropped from `buffers`.
-pub fn run(client: &TcpStream, server: &TcpStream, buffers: &mut Buffers, t: Timeouts, progress: &mut Progress) -> End {
+/// pipe that might still hold bytes on return has been dropped from `buffers`. `replying` is
+/// called once, when the server's first bytes have been read.
+pub fn run(
+    client: &TcpStream,
+    server: &TcpStream,
+    buffers: &mut Buffers,
+    t: Timeouts,
+    progress: &mut Progress,
+    replying: &mut dyn FnMut(),
+) -> End {
     let mut up = Half::new(client, server, &mut buffers.up, false);
     let mut down = Half::new(server, client, &mut buffers.down, true);
-    let end = bridge(&mut up, &mut down, t, progress);
+    let end = bridge(&mut up, &mut down, t, progress, replying);
     if !matches!(end, End::Done) {
         up.abandon();
         down.abandon();
@@ -246,7 +254,7 @@ pub fn run(client: &TcpStream, server: &TcpStream, buffers: &mut Buffers, t: Tim
     end
 }
 
-fn bridge(up: &mut Half, down: &mut Half, t: Timeouts, progress: &mut Progress) -> End {
+fn bridge(up: &mut Half, down: &mut Half, t: Timeouts, progress: &mut Progress, replying: &mut dyn FnMut()) -> End {
     let (client, server) = (up.src, down.src);
     let mut last_client = Instant::now();
     let mut last_server: Option<Instant> = None;
@@ -270,6 +278,9 @@ fn bridge(up: &mut Half, down: &mut Half, t: Timeouts, progress: &mut Progress) 
             match down.pump() {
                 Ok(0) => {}
                 Ok(n) => {
+                    if progress.to_client == 0 {
+                        replying();
+                    }
                     progress.to_client += n;
                     last_server = Some(Instant::now());
                 }

@@ -1,14 +1,15 @@
-//! The probe thread: asks every server `GET /healthcheck` in rounds and reports the counts.
+//! Probe rounds: every server is asked `GET /healthcheck`, and the counts go to the dispatcher.
 //!
-//! A round is started by the dispatcher (`Dispatcher::next_round`): at startup before any
-//! client is routed, after every R dispatched connections (dispatch waits for that round; a
-//! worker waiting for it runs it itself), after a reload adds servers, and 5 s after the
-//! previous round ended. All servers, up or down, are
-//! probed in parallel (non-blocking sockets under one `poll` on this thread), so a silent
-//! server costs the round at most the 2 s probe timeout, not 2 s per server, and a round costs
-//! no thread start-up: with `-R 5` a round runs every five connections. A server is up only after a complete `200` reply
-//! whose body is `<errors>\n<entries>`; anything else (refused, timed out, other status, short
-//! or malformed body) makes it down, with the reason logged when its state flips.
+//! Rounds run at startup before any client is routed, after every R dispatched connections,
+//! after a reload adds servers, and 5 s after the previous round ended (see `Dispatcher` for
+//! who runs which). All servers, up or down, are probed in parallel: non-blocking sockets
+//! under one `poll` on the thread that runs the round, so a silent server costs the round at
+//! most the 2 s probe timeout, not 2 s per server, and a round costs no thread start-up. A
+//! round comes in two halves, `Round::start` (send) and `Round::finish` (read and apply), so
+//! the round after the R-th dispatch is sent at once and read by whoever next needs a routing
+//! decision. A server is up only after a complete `200` reply whose body is
+//! `<errors>\n<entries>`; anything else (refused, timed out, other status, short or malformed
+//! body) makes it down, with the reason logged when its state flips.
 
 use crate::bridge::poll_timeout;
 use crate::config::{CONNECT_TIMEOUT, PROBE_TIMEOUT};
@@ -28,103 +29,175 @@ pub struct Health {
 
 impl Health {
     pub fn run(self) {
-        while let Some((round, addrs)) = self.dispatcher.next_round() {
-            run_round(&self.dispatcher, round, addrs);
+        while let Some(round) = self.dispatcher.next_round() {
+            round.finish(&self.dispatcher);
         }
     }
 }
 
-/// Runs round `round` over `addrs`, hands the results to the dispatcher, and logs them. Called
-/// by the probe thread, or by a worker waiting for the gate (see `Dispatcher::take`).
+/// Runs round `round` over `addrs` from start to end. Called by the probe thread, or by a
+/// worker waiting for the gate (see `Dispatcher::take`).
 pub fn run_round(dispatcher: &Dispatcher, round: u64, addrs: Vec<SocketAddr>) {
-    let results = probe_all(&addrs, &dispatcher.probe_conns);
-    let lines: Vec<String> = if crate::log::enabled(crate::log::Level::Debug) {
-        results
-            .iter()
-            .map(|(addr, r)| match r {
-                ProbeResult::Up { errors, entries } => format!("probe {addr}: up, errors={errors} entries={entries}"),
-                ProbeResult::Down(why) => format!("probe {addr}: down: {why}"),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    // Applied before it is logged, so a log line means the counts are in use.
-    let flips = dispatcher.finish_round(round, results);
-    for line in lines {
-        crate::debug!("{line}");
-    }
-    for flip in flips {
-        if flip.up {
-            crate::info!("server {} is up", flip.addr);
-        } else {
-            crate::warn!("server: {} is down: {}", flip.addr, flip.reason);
-        }
+    Round::start(round, &addrs, &dispatcher.probe_conns).finish(dispatcher);
+}
+
+/// A round in progress: every server's probe has been sent where its connection allowed, and
+/// the replies are read by `finish`. Split in two so that the worker whose dispatch calls for
+/// a round can send it at once and go on bridging, while the replies arrive; whoever needs
+/// the next routing decision reads them (see `Dispatcher::take`).
+pub struct Round {
+    number: u64,
+    probes: Vec<Probe>,
+    deadline: Instant,
+    connect_deadline: Instant,
+}
+
+impl std::fmt::Debug for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Round").field("number", &self.number).field("probes", &self.probes.len()).finish()
     }
 }
 
-/// Probes every address at once, on this thread: non-blocking sockets under one `poll`, so a
-/// round costs no thread start-up and ends when the last server has answered (or at the 2 s
-/// deadline). Results in the same order as `addrs`.
-pub fn probe_all(addrs: &[SocketAddr], idle: &Idle) -> Vec<(SocketAddr, ProbeResult)> {
-    let start = Instant::now();
-    let deadline = start + PROBE_TIMEOUT;
-    let connect_deadline = start + CONNECT_TIMEOUT.min(PROBE_TIMEOUT);
-    let mut kept = idle.take(addrs);
-    let mut probes: Vec<Probe> = addrs
-        .iter()
-        .map(|a| match kept.iter().position(|(k, _)| k == a) {
-            Some(i) => Probe::reuse(*a, kept.swap_remove(i).1),
-            None => Probe::start(*a),
-        })
-        .collect();
-    loop {
+impl Round {
+    /// Starts round `number`: connects where no kept connection exists, and sends the request
+    /// on every connection that is ready for it. Never blocks.
+    pub fn start(number: u64, addrs: &[SocketAddr], idle: &Idle) -> Round {
+        let start = Instant::now();
+        let mut kept = idle.take(addrs);
+        let mut probes: Vec<Probe> = addrs
+            .iter()
+            .map(|a| match kept.iter().position(|(k, _)| k == a) {
+                Some(i) => Probe::reuse(*a, kept.swap_remove(i).1),
+                None => Probe::start(*a),
+            })
+            .collect();
+        for p in probes.iter_mut().filter(|p| p.result.is_none() && p.stage == Stage::Sending) {
+            p.send();
+        }
+        Round {
+            number,
+            probes,
+            deadline: start + PROBE_TIMEOUT,
+            connect_deadline: start + CONNECT_TIMEOUT.min(PROBE_TIMEOUT),
+        }
+    }
+
+    /// Probes `addr` again within this round's deadlines (extended to count from now): its
+    /// answer must come from after now. Never blocks.
+    pub fn reprobe(&mut self, addr: SocketAddr) {
         let now = Instant::now();
-        for p in probes.iter_mut().filter(|p| p.result.is_none()) {
-            if now >= deadline {
-                p.result = Some(ProbeResult::Down(format!("no complete reply within {}s", PROBE_TIMEOUT.as_secs())));
-            } else if now >= connect_deadline && p.stage == Stage::Connecting {
-                p.result = Some(ProbeResult::Down("connect failed: timed out".into()));
+        self.deadline = self.deadline.max(now + PROBE_TIMEOUT);
+        self.connect_deadline = self.connect_deadline.max(now + CONNECT_TIMEOUT.min(PROBE_TIMEOUT));
+        if let Some(p) = self.probes.iter_mut().find(|p| p.addr == addr) {
+            // The first answer is usually in already: take it and ask again at once (on the
+            // same connection if the server keeps it). If it is not, ask again as soon as it
+            // is, so that one connection carries both.
+            if p.result.is_none() && p.stage == Stage::Receiving {
+                p.advance();
+            }
+            if p.result.is_some() {
+                p.renew();
+            } else {
+                p.ask_again = true;
             }
         }
-        // A probe without a result always has its socket; the filter just says so.
-        let live: Vec<usize> =
-            (0..probes.len()).filter(|i| probes[*i].result.is_none() && probes[*i].sock.is_some()).collect();
-        if live.is_empty() {
-            break;
+    }
+
+    /// Waits for every reply (or the deadlines), hands the results to the dispatcher, and
+    /// logs them.
+    pub fn finish(self, dispatcher: &Dispatcher) {
+        let round = self.number;
+        let results = self.collect(&dispatcher.probe_conns);
+        let lines: Vec<String> = if crate::log::enabled(crate::log::Level::Debug) {
+            results
+                .iter()
+                .map(|(addr, r)| match r {
+                    ProbeResult::Up { errors, entries } => {
+                        format!("probe {addr}: up, errors={errors} entries={entries}")
+                    }
+                    ProbeResult::Down(why) => format!("probe {addr}: down: {why}"),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Applied before it is logged, so a log line means the counts are in use.
+        let flips = dispatcher.finish_round(round, results);
+        for line in lines {
+            crate::debug!("{line}");
         }
-        let mut fds: Vec<PollFd> = live.iter().filter_map(|i| probes[*i].poll_fd()).collect();
-        let until =
-            if live.iter().any(|i| probes[*i].stage == Stage::Connecting) { connect_deadline } else { deadline };
-        match poll(&mut fds, poll_timeout(until.saturating_duration_since(now))) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => {
-                for i in &live {
-                    probes[*i].result = Some(ProbeResult::Down(format!("internal: poll: {e}")));
-                }
+        for flip in flips {
+            if flip.up {
+                crate::info!("server {} is up", flip.addr);
+            } else {
+                crate::warn!("server: {} is down: {}", flip.addr, flip.reason);
+            }
+        }
+    }
+
+    /// Drives every probe to its result under one `poll`, on this thread: the round ends when
+    /// the last server has answered (or at the 2 s deadline). Results in the order of the
+    /// addresses the round started with; kept-alive connections go back to `idle`.
+    fn collect(mut self, idle: &Idle) -> Vec<(SocketAddr, ProbeResult)> {
+        let probes = &mut self.probes;
+        loop {
+            // A probe without a result always has its socket; the filter just says so.
+            let live: Vec<usize> =
+                (0..probes.len()).filter(|i| probes[*i].result.is_none() && probes[*i].sock.is_some()).collect();
+            if live.is_empty() {
                 break;
             }
-        }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
-        drop(fds);
-        for (i, r) in live.into_iter().zip(ready) {
-            if r {
-                probes[i].advance();
+            let now = Instant::now();
+            let mut fds: Vec<PollFd> = live.iter().filter_map(|i| probes[*i].poll_fd()).collect();
+            let until = if live.iter().any(|i| probes[*i].stage == Stage::Connecting) {
+                self.connect_deadline
+            } else {
+                self.deadline
+            };
+            match poll(&mut fds, poll_timeout(until.saturating_duration_since(now))) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    for i in &live {
+                        probes[*i].result = Some(ProbeResult::Down(format!("internal: poll: {e}")));
+                    }
+                    break;
+                }
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            drop(fds);
+            for (i, r) in live.into_iter().zip(ready) {
+                if r {
+                    probes[i].advance();
+                }
+                if probes[i].ask_again && probes[i].result.is_some() {
+                    probes[i].renew();
+                }
+            }
+            // Deadlines are judged after a poll, so a round read late (one that was sent and
+            // parked, see `Dispatcher::take`) still takes the replies that came in time.
+            let now = Instant::now();
+            for p in probes.iter_mut().filter(|p| p.result.is_none()) {
+                if now >= self.deadline {
+                    p.result =
+                        Some(ProbeResult::Down(format!("no complete reply within {}s", PROBE_TIMEOUT.as_secs())));
+                } else if now >= self.connect_deadline && p.stage == Stage::Connecting {
+                    p.result = Some(ProbeResult::Down("connect failed: timed out".into()));
+                }
             }
         }
-    }
-    let mut results = Vec::with_capacity(probes.len());
-    let mut keep = Vec::new();
-    for p in probes {
-        if p.keep
-            && let Some(sock) = p.sock
-        {
-            keep.push((p.addr, sock));
+        let mut results = Vec::with_capacity(probes.len());
+        let mut keep = Vec::new();
+        for p in self.probes {
+            if p.keep
+                && let Some(sock) = p.sock
+            {
+                keep.push((p.addr, sock));
+            }
+            results.push((p.addr, p.result.unwrap_or_else(|| ProbeResult::Down("internal: no result".into()))));
         }
-        results.push((p.addr, p.result.unwrap_or_else(|| ProbeResult::Down("internal: no result".into()))));
+        idle.put(keep);
+        results
     }
-    idle.put(keep);
-    results
 }
 
 /// Probe connections kept open between rounds, for servers that allow HTTP/1.1 keep-alive: a
@@ -163,6 +236,8 @@ struct Probe {
     reused: bool,
     /// The reply was complete by Content-Length on a connection the server keeps open.
     keep: bool,
+    /// Its answer may predate what the round must see: once it is in, ask again.
+    ask_again: bool,
     stage: Stage,
     request: Vec<u8>,
     sent: usize,
@@ -206,11 +281,25 @@ impl Probe {
             sock: None,
             reused: false,
             keep: false,
+            ask_again: false,
             stage: Stage::Connecting,
             request: request.into_bytes(),
             sent: 0,
             reply: Vec::new(),
             result: None,
+        }
+    }
+
+    /// Starts this probe over, after a result that came too early (see `Round::reprobe`): on
+    /// the same connection if the server keeps it open, else on a fresh one.
+    fn renew(&mut self) {
+        let sock = if self.keep { self.sock.take() } else { None };
+        *self = match sock {
+            Some(sock) => Probe::reuse(self.addr, sock),
+            None => Probe::start(self.addr),
+        };
+        if self.result.is_none() && self.stage == Stage::Sending {
+            self.send();
         }
     }
 
@@ -237,20 +326,12 @@ impl Probe {
             }
         }
         if self.stage == Stage::Sending {
-            while self.sent < self.request.len() {
-                match sock.send(&self.request[self.sent..]) {
-                    Ok(n) => self.sent += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) if self.reused => return self.restart(),
-                    Err(e) => {
-                        self.result = Some(ProbeResult::Down(format!("send failed: {e}")));
-                        return;
-                    }
-                }
+            self.send();
+            if self.stage != Stage::Receiving {
+                return;
             }
-            self.stage = Stage::Receiving;
         }
+        let Some(sock) = self.sock.as_ref() else { return };
         let mut chunk = [0u8; 4096];
         loop {
             match (&mut &*sock).read(&mut chunk) {
@@ -275,6 +356,24 @@ impl Probe {
                 }
             }
         }
+    }
+
+    /// Sends what is left of the request; moves on to `Receiving` once all of it is out.
+    fn send(&mut self) {
+        let Some(sock) = self.sock.as_ref() else { return };
+        while self.sent < self.request.len() {
+            match sock.send(&self.request[self.sent..]) {
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) if self.reused => return self.restart(),
+                Err(e) => {
+                    self.result = Some(ProbeResult::Down(format!("send failed: {e}")));
+                    return;
+                }
+            }
+        }
+        self.stage = Stage::Receiving;
     }
 
     /// `framed`: the reply ended at its Content-Length, not at EOF.

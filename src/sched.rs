@@ -34,6 +34,7 @@
 //! work remains; a token not yet due becomes a timed wait.
 
 use crate::config::{Balance, Config, PROBE_PERIOD};
+use crate::health::Round;
 use crate::queue::WaitingRoom;
 use crate::select::{self, Candidate, Choice};
 use crate::stats::{ServerStats, Stats, View};
@@ -126,9 +127,12 @@ struct State {
     /// Dispatch is held until round number `gate` has finished (startup, every R, and a
     /// reload that adds servers).
     gate: Option<u64>,
-    /// The probe thread should start a round now (startup, new servers after a reload). A
-    /// round for the gate after R dispatches is started by a worker instead (`take`).
+    /// The probe thread should start a round now (startup, new servers after a reload). The
+    /// round for the gate after R dispatches is sent by the R-th dispatch instead (`take`).
     round_wanted: bool,
+    /// A round whose requests are out and whose replies nobody reads yet: started by the R-th
+    /// dispatch, finished by whoever next needs a routing decision (or the probe thread).
+    parked: Option<Round>,
     last_round_end: Option<Instant>,
     phase: Phase,
 }
@@ -142,6 +146,9 @@ pub struct Ticket {
     pub server: Option<SocketAddr>,
     pub config: Arc<Config>,
     pub stats: Option<Arc<ServerStats>>,
+    /// This dispatch was the R-th since the last count-triggered round: once its server begins
+    /// to reply, the worker calls `reply_started`.
+    pub closed_gate: bool,
 }
 
 /// A held slot. Releasing it (explicitly or by drop, even while unwinding) gives back the
@@ -216,6 +223,7 @@ impl Dispatcher {
             rounds_started: 0,
             gate: Some(0),
             round_wanted: true,
+            parked: None,
             last_round_end: None,
             phase: Phase::Running,
             config,
@@ -262,18 +270,40 @@ impl Dispatcher {
             if st.phase == Phase::Stopped {
                 return None;
             }
-            if gate_round_due(&st) {
-                // The next routing decision waits for this round: run it here, now, rather
-                // than wake the probe thread and sleep, which costs two hand-overs per round
-                // (with -R 5, one round every five clients).
-                let (round, addrs) = begin_round(&mut st);
-                MutexGuard::unlocked(&mut st, || crate::health::run_round(self, round, addrs));
-                continue;
+            if st.gate.is_some() && !st.room.is_empty() {
+                // A client waits for the routing decision that the gate holds. Read the
+                // replies of a round already sent, or, if none is out, run one here, now,
+                // rather than wake the probe thread and sleep, which costs two hand-overs per
+                // round (with -R 5, one round every five clients).
+                if let Some(round) = st.parked.take() {
+                    MutexGuard::unlocked(&mut st, || round.finish(self));
+                    continue;
+                }
+                if gate_round_due(&st) {
+                    let (round, addrs) = begin_round(&mut st);
+                    MutexGuard::unlocked(&mut st, || crate::health::run_round(self, round, addrs));
+                    continue;
+                }
             }
             match self.try_dispatch(&mut st) {
                 Ok(ticket) => {
                     let more = !st.room.is_empty() && st.in_flight < st.limit;
+                    // The R-th dispatch sends the round the gate now waits for, before its own
+                    // connect: the servers answer while this client is being bridged, and the
+                    // next routing decision finds the replies waiting instead of waiting a
+                    // round trip to servers busy with our clients.
+                    let round = ticket.closed_gate.then(|| begin_round(&mut st));
                     drop(st);
+                    if let Some((number, addrs)) = round {
+                        let round = Round::start(number, &addrs, &self.probe_conns);
+                        let mut st = self.state.lock();
+                        st.parked = Some(round);
+                        let waiting = dispatchable(&st) > 0;
+                        drop(st);
+                        if waiting {
+                            self.work.notify_one();
+                        }
+                    }
                     if more {
                         self.work.notify_one();
                     }
@@ -307,10 +337,11 @@ impl Dispatcher {
         if st.since_probe >= st.config.probe_every {
             // The next routing decision waits for a round that starts after this one.
             st.since_probe = 0;
-            // It runs lazily, in the worker that needs the next routing decision (see
-            // `take`): so its counts include the clients dispatched just before it.
+            // It is sent by this dispatch and read by the worker that needs the next routing
+            // decision (see `take` and `reply_started`).
             st.gate = Some(st.rounds_started);
         }
+        let closed_gate = st.since_probe == 0 && st.gate.is_some();
         let server = match choice {
             Choice::Server(i) => Some(reserve(st, i)),
             _ => None,
@@ -320,7 +351,7 @@ impl Dispatcher {
             None => (None, None),
         };
         let slot = Slot { dispatcher: Arc::clone(self), class, server, tried: server.into_iter().collect() };
-        Ok(Ticket { job, slot, server: addr, config: Arc::clone(&st.config), stats })
+        Ok(Ticket { job, slot, server: addr, config: Arc::clone(&st.config), stats, closed_gate })
     }
 
     /// The reserved server refused or failed the connect: marks it down (with `reason`),
@@ -347,6 +378,32 @@ impl Dispatcher {
                 Choice::AllBusy if st.phase == Phase::Stopped => return Failover::NoneLeft,
                 Choice::AllBusy => self.busy_server.wait(&mut st),
             }
+        }
+    }
+
+    /// The R-th connection's server (`addr`) has begun to reply, so it has counted that
+    /// connection now; the round sent at its dispatch probably reached it first. If no client
+    /// has been routed since, the next decision must see that count: while the round is still
+    /// unread, its probe to `addr` is sent again; if it was read already, the next decision
+    /// waits for a new round. Either way clients one after another are routed on counts that
+    /// include the R-th. (Under load the next decision usually comes before this reply and
+    /// uses the round as sent: fresh by the same measure as any round run while clients are
+    /// in flight.)
+    pub fn reply_started(&self, addr: SocketAddr) {
+        let mut st = self.state.lock();
+        if st.since_probe != 0 || st.phase != Phase::Running {
+            return;
+        }
+        let Some(mut round) = st.parked.take() else {
+            st.gate = Some(st.rounds_started);
+            return;
+        };
+        MutexGuard::unlocked(&mut st, || round.reprobe(addr));
+        st.parked = Some(round);
+        let wake = dispatchable(&st) > 0;
+        drop(st);
+        if wake {
+            self.work.notify_one();
         }
     }
 
@@ -393,7 +450,7 @@ impl Dispatcher {
 
     /// Blocks until a probe round is due (wanted, or 5 s after the last one), then starts it:
     /// returns its number and the addresses to probe. `None` once stopped.
-    pub fn next_round(&self) -> Option<(u64, Vec<SocketAddr>)> {
+    pub fn next_round(&self) -> Option<Round> {
         let mut st = self.state.lock();
         loop {
             if st.phase == Phase::Stopped {
@@ -401,7 +458,13 @@ impl Dispatcher {
             }
             let due = st.last_round_end.map(|t| t + PROBE_PERIOD);
             if st.round_wanted || due.is_some_and(|d| Instant::now() >= d) {
-                return Some(begin_round(&mut st));
+                // A round sent and not read yet comes first: its results are older.
+                if let Some(round) = st.parked.take() {
+                    return Some(round);
+                }
+                let (number, addrs) = begin_round(&mut st);
+                drop(st);
+                return Some(Round::start(number, &addrs, &self.probe_conns));
             }
             match due {
                 Some(d) => {
@@ -601,8 +664,9 @@ fn dispatchable(st: &State) -> usize {
         return 0;
     }
     if st.gate.is_some() {
-        // One worker to run the round the gate waits for, if nobody has started it.
-        return usize::from(gate_round_due(st));
+        // One worker to read the round the gate waits for, or to run it if nobody has.
+        let parked = st.parked.is_some() && !st.room.is_empty();
+        return usize::from(parked || gate_round_due(st));
     }
     st.room.len().min(st.limit.saturating_sub(st.in_flight))
 }

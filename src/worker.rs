@@ -79,16 +79,17 @@ struct Route {
     server: Option<SocketAddr>,
     config: Arc<crate::config::Config>,
     stats: Option<Arc<crate::stats::ServerStats>>,
+    closed_gate: bool,
 }
 
 impl Worker {
     fn run(mut self) {
         while let Some(ticket) = self.shared.dispatcher.take() {
-            let Ticket { job: Job { client, peer }, slot, server, config, stats } = ticket;
+            let Ticket { job: Job { client, peer }, slot, server, config, stats, closed_gate } = ticket;
             let mut progress = Progress::default();
             // The client stays out here, so that after a panic it can still be answered; the
             // slot goes in, so that unwinding releases it.
-            let route = Route { slot, server, config, stats };
+            let route = Route { slot, server, config, stats, closed_gate };
             let outcome = catch_unwind(AssertUnwindSafe(|| self.serve(&client, peer, route, &mut progress)));
             match outcome {
                 Ok(Some(reply)) => self.shared.closer.answer(client, reply),
@@ -123,7 +124,7 @@ impl Worker {
         route: Route,
         progress: &mut Progress,
     ) -> Option<&'static [u8]> {
-        let Route { mut slot, server, config, mut stats } = route;
+        let Route { mut slot, server, config, mut stats, closed_gate } = route;
         #[cfg(feature = "fault-injection")]
         self.shared.fault.maybe_panic();
         let dispatched = Instant::now();
@@ -137,7 +138,13 @@ impl Worker {
                 Ok(conn) => {
                     crate::debug!("client {peer}: to server {addr}");
                     let t = Timeouts { client: config.client_timeout, server: config.server_timeout };
-                    let end = bridge::run(client, &conn, &mut self.buffers, t, progress);
+                    let dispatcher = &self.shared.dispatcher;
+                    let mut replying = || {
+                        if closed_gate {
+                            dispatcher.reply_started(addr);
+                        }
+                    };
+                    let end = bridge::run(client, &conn, &mut self.buffers, t, progress, &mut replying);
                     let exchange = Exchange {
                         status: progress.status,
                         bytes_to_server: progress.to_server,
