@@ -99,9 +99,11 @@ struct Half<'a> {
     in_pipe: usize,
     /// A read filled the buffer: read by `splice` from now on.
     bulk: bool,
-    /// Read the status code from the first bytes (the server's reply).
+    /// Read the status code from the first bytes (the server's reply), and stop there once
+    /// (`paused`) so the caller can act before any of them is passed on.
     wants_status: bool,
     status: Option<u16>,
+    paused: bool,
     eof: bool,
     shut: bool,
 }
@@ -131,6 +133,7 @@ impl<'a> Half<'a> {
             bulk: false,
             wants_status,
             status: None,
+            paused: false,
             eof: false,
             shut: false,
         }
@@ -172,6 +175,7 @@ impl<'a> Half<'a> {
             let got = if self.bulk { self.splice_in() } else { self.copy_in() };
             match got {
                 Ok(0) => self.eof = true,
+                Ok(n) if self.paused => return Ok(read + n as u64),
                 Ok(n) => read += n as u64,
                 Err(e) if would_block(&e) => return Ok(read),
                 Err(e) if retry(&e) => {}
@@ -186,6 +190,7 @@ impl<'a> Half<'a> {
         if self.wants_status && n > 0 {
             self.wants_status = false;
             self.status = http::status_code(&self.store.buf[..n]);
+            self.paused = true;
         }
         self.bulk = n == self.store.buf.len();
         Ok(n)
@@ -235,7 +240,7 @@ impl<'a> Half<'a> {
 /// Bridges `client` and `server` until both directions are done or a deadline passes. Both
 /// sockets must be non-blocking, and the client must have bytes to read (it has spoken). A
 /// pipe that might still hold bytes on return has been dropped from `buffers`. `replying` is
-/// called once, when the server's first bytes have been read.
+/// called once, when the server's first bytes have been read and before any is passed on.
 pub fn run(
     client: &TcpStream,
     server: &TcpStream,
@@ -275,12 +280,16 @@ fn bridge(up: &mut Half, down: &mut Half, t: Timeouts, progress: &mut Progress, 
             }
         }
         if down.ready(server_ready, client_ready) {
-            match down.pump() {
+            let mut pumped = down.pump();
+            if down.paused {
+                // The server's first bytes are read and not yet passed on: the reply has begun.
+                down.paused = false;
+                replying();
+                pumped = pumped.and_then(|n| down.pump().map(|m| n + m));
+            }
+            match pumped {
                 Ok(0) => {}
                 Ok(n) => {
-                    if progress.to_client == 0 {
-                        replying();
-                    }
                     progress.to_client += n;
                     last_server = Some(Instant::now());
                 }

@@ -249,16 +249,23 @@ impl Probe {
     fn start(addr: SocketAddr) -> Probe {
         let mut p = Probe::unconnected(addr);
         let down = |e: io::Error| ProbeResult::Down(format!("connect failed: {e}"));
-        match Socket::new(Domain::for_address(addr), Type::STREAM, None)
-            .and_then(|s| s.set_nonblocking(true).map(|_| s))
-        {
+        match Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), None) {
             Err(e) => p.result = Some(ProbeResult::Down(format!("internal: socket: {e}"))),
             Ok(s) => match s.connect(&addr.into()) {
                 Ok(()) => {
                     p.stage = Stage::Sending;
                     p.sock = Some(s);
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => p.sock = Some(s),
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+                    // On a nearby server the handshake is usually over already: send now, so
+                    // the answer is on its way before anyone waits for it. A send that fails
+                    // leaves the verdict to the connect's own outcome (poll, then SO_ERROR).
+                    if let Ok(n) = s.send(&p.request) {
+                        p.sent = n;
+                        p.stage = Stage::Sending;
+                    }
+                    p.sock = Some(s);
+                }
                 Err(e) => p.result = Some(down(e)),
             },
         }
