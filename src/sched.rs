@@ -20,8 +20,8 @@
 //! - `in_flight` counts slots handed out by `take` and not yet released. It is raised only in
 //!   `try_dispatch` after checking `in_flight < limit`, and lowered only when a `Slot` is
 //!   released, both under the lock, so it is never above `limit` (a lowered limit only stops
-//!   new dispatches). A slot is released after its bridge has closed both sockets, so the
-//!   servers never see more than `limit` bridged connections.
+//!   new dispatches). A slot is released after its bridge has ended both ways and closed
+//!   the server's socket, so the servers never see more than `limit` bridged connections.
 //! - A server's `in_flight` moves with the slot that reserved it (`try_dispatch`, `failover`,
 //!   `Slot` release), under the same lock, so the per-server bound is exact in the same way.
 //! - Three condition variables share the mutex: `work` (idle workers: something may be

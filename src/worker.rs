@@ -154,7 +154,7 @@ impl Worker {
                     if let Some(s) = stats.as_ref() {
                         s.record(&exchange);
                     }
-                    return self.finish(conn, addr, end, progress, peer);
+                    return self.finish(conn, slot, addr, end, progress, peer);
                 }
                 Err(e) => {
                     let reason = format!("connect failed: {e}");
@@ -171,11 +171,13 @@ impl Worker {
         }
     }
 
-    /// Logs how a bridge ended, counts server errors, and answers 500 where the client has
-    /// had nothing yet.
+    /// Counts server errors, releases the slot, logs how the bridge ended, and says whether
+    /// the client still needs the 500 (it has had nothing yet). The slot goes before the log
+    /// line, so that a logged end means the slot is free.
     fn finish(
         &self,
         server: TcpStream,
+        slot: Slot,
         addr: SocketAddr,
         end: End,
         p: &Progress,
@@ -189,21 +191,19 @@ impl Worker {
             drain_server(&server, Instant::now() + timeout);
         }
         drop(server);
+        if matches!(end, End::ServerTimeout | End::Server(_)) {
+            self.shared.dispatcher.count_error(addr);
+        }
+        drop(slot);
         let nothing_sent = p.to_client == 0;
         match end {
             End::Done => {
                 crate::debug!("client {peer}: bridged to {addr}: {} bytes up, {} down", p.to_server, p.to_client)
             }
             End::ClientTimeout => crate::info!("client {peer}: idle timeout; closing"),
-            End::ServerTimeout => {
-                crate::warn!("server: {addr} sent nothing in time for client {peer}");
-                self.shared.dispatcher.count_error(addr);
-            }
+            End::ServerTimeout => crate::warn!("server: {addr} sent nothing in time for client {peer}"),
             End::Client(ref e) => crate::info!("client {peer}: {e}; closing"),
-            End::Server(ref e) => {
-                crate::warn!("server: {addr}: {e} (client {peer})");
-                self.shared.dispatcher.count_error(addr);
-            }
+            End::Server(ref e) => crate::warn!("server: {addr}: {e} (client {peer})"),
             End::Internal(ref e) => crate::error!("internal: bridge {peer} -> {addr}: {e}"),
         }
         let failed = matches!(end, End::ServerTimeout | End::Server(_) | End::Internal(_));
