@@ -137,10 +137,17 @@ struct State {
     phase: Phase,
 }
 
-/// What `take` hands a worker: the connection, its slot, and where to send it.
+/// What `take` hands a worker: the connection, and its route.
 #[derive(Debug)]
 pub struct Ticket {
     pub job: Job,
+    pub route: Route,
+}
+
+/// Where a dispatched connection goes, with the slot it holds. Apart from the connection, so
+/// a worker can keep the client while the route (and the slot) goes where unwinding drops it.
+#[derive(Debug)]
+pub struct Route {
     pub slot: Slot,
     /// The reserved server, or `None` when no server is up (answer 500).
     pub server: Option<SocketAddr>,
@@ -292,7 +299,7 @@ impl Dispatcher {
                     // connect: the servers answer while this client is being bridged, and the
                     // next routing decision finds the replies waiting instead of waiting a
                     // round trip to servers busy with our clients.
-                    let round = ticket.closed_gate.then(|| begin_round(&mut st));
+                    let round = ticket.route.closed_gate.then(|| begin_round(&mut st));
                     drop(st);
                     if let Some((number, addrs)) = round {
                         let round = Round::start(number, &addrs, &self.probe_conns);
@@ -351,7 +358,8 @@ impl Dispatcher {
             None => (None, None),
         };
         let slot = Slot { dispatcher: Arc::clone(self), class, server, tried: server.into_iter().collect() };
-        Ok(Ticket { job, slot, server: addr, config: Arc::clone(&st.config), stats, closed_gate })
+        let route = Route { slot, server: addr, config: Arc::clone(&st.config), stats, closed_gate };
+        Ok(Ticket { job, route })
     }
 
     /// The reserved server refused or failed the connect: marks it down (with `reason`),

@@ -11,7 +11,7 @@ use crate::accept::Closer;
 use crate::bridge::{self, Buffers, End, Progress, Timeouts};
 use crate::config::CONNECT_TIMEOUT;
 use crate::http;
-use crate::sched::{Dispatcher, Failover, Job, Slot, Ticket};
+use crate::sched::{Dispatcher, Failover, Job, Route, Slot, Ticket};
 use crate::stats::Exchange;
 use nix::poll::{PollFd, PollFlags, poll};
 use parking_lot::Mutex;
@@ -73,23 +73,13 @@ struct Worker {
     buffers: Buffers,
 }
 
-/// Where a ticket goes: everything in it but the client.
-struct Route {
-    slot: Slot,
-    server: Option<SocketAddr>,
-    config: Arc<crate::config::Config>,
-    stats: Option<Arc<crate::stats::ServerStats>>,
-    closed_gate: bool,
-}
-
 impl Worker {
     fn run(mut self) {
         while let Some(ticket) = self.shared.dispatcher.take() {
-            let Ticket { job: Job { client, peer }, slot, server, config, stats, closed_gate } = ticket;
+            let Ticket { job: Job { client, peer }, route } = ticket;
             let mut progress = Progress::default();
             // The client stays out here, so that after a panic it can still be answered; the
-            // slot goes in, so that unwinding releases it.
-            let route = Route { slot, server, config, stats, closed_gate };
+            // route (with the slot) goes in, so that unwinding releases the slot.
             let outcome = catch_unwind(AssertUnwindSafe(|| self.serve(&client, peer, route, &mut progress)));
             match outcome {
                 Ok(Some(reply)) => self.shared.closer.answer(client, reply),
