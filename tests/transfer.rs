@@ -49,31 +49,21 @@ fn a_100mb_upload_and_download_pass_intact() {
 #[test]
 fn a_half_close_reaches_the_server_and_the_reply_still_comes_back() {
     // The server replies only after it sees EOF from the client: a half-close must pass.
-    let echo = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
-                std::thread::spawn(move || {
-                    let mut all = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    loop {
-                        if all.starts_with(b"GET /healthcheck") && all.ends_with(b"\r\n\r\n") {
-                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n");
-                            return;
-                        }
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => all.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let _ = s.write_all(format!("got {} bytes", all.len()).as_bytes());
-                });
+    let echo = serve_each(|mut s| {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if all.starts_with(b"GET /healthcheck") && all.ends_with(b"\r\n\r\n") {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n");
+                return;
             }
-        });
-        port
-    };
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = s.write_all(format!("got {} bytes", all.len()).as_bytes());
+    });
     let lb = balancer(&[], &[echo]);
     let mut s = TcpStream::connect(("127.0.0.1", lb.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -87,34 +77,26 @@ fn a_half_close_reaches_the_server_and_the_reply_still_comes_back() {
 /// A server that refuses uploads to `/reject` at once (answers and closes without reading
 /// the body), and checks that every byte of an upload to `/check` is `B`.
 fn picky_server() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                let Some(head) = read_head(&mut s) else { return };
-                let text = String::from_utf8_lossy(&head).to_string();
-                if text.starts_with("GET /healthcheck ") {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n");
-                } else if text.starts_with("PUT /reject ") {
-                    let _ = s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n");
-                } else {
-                    // What came with the head, then the rest up to EOF.
-                    let split = head.windows(4).position(|w| w == b"\r\n\r\n").map_or(head.len(), |p| p + 4);
-                    let mut body = head[split..].to_vec();
-                    let _ = s.read_to_end(&mut body);
-                    let verdict = match body.iter().position(|b| *b != b'B') {
-                        None => format!("all {} bytes are B", body.len()),
-                        Some(i) => format!("byte {i} of {} is {:?}", body.len(), body[i] as char),
-                    };
-                    let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{verdict}", verdict.len());
-                }
-            });
+    serve_each(|mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        let Some(head) = read_head(&mut s) else { return };
+        let text = String::from_utf8_lossy(&head).to_string();
+        if text.starts_with("GET /healthcheck ") {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n");
+        } else if text.starts_with("PUT /reject ") {
+            let _ = s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n");
+        } else {
+            // What came with the head, then the rest up to EOF.
+            let split = head.windows(4).position(|w| w == b"\r\n\r\n").map_or(head.len(), |p| p + 4);
+            let mut body = head[split..].to_vec();
+            let _ = s.read_to_end(&mut body);
+            let verdict = match body.iter().position(|b| *b != b'B') {
+                None => format!("all {} bytes are B", body.len()),
+                Some(i) => format!("byte {i} of {} is {:?}", body.len(), body[i] as char),
+            };
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{verdict}", verdict.len());
         }
-    });
-    port
+    })
 }
 
 #[test]

@@ -318,25 +318,33 @@ pub fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
 /// A scripted server: reads each request head, then answers `script(head)` or, for `None`,
 /// holds the connection open without a byte. Runs until the test ends.
 pub fn scripted_server(script: fn(&str) -> Option<Vec<u8>>) -> u16 {
+    serve_each(move |mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        let Some(head) = read_head(&mut s) else { return };
+        let mut buf = [0u8; 4096];
+        match script(&String::from_utf8_lossy(&head)) {
+            Some(reply) => {
+                let _ = s.write_all(&reply);
+            }
+            None => {
+                // Hold the connection until the peer closes it.
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            }
+        }
+    })
+}
+
+/// A test server on an ephemeral port of 127.0.0.1: every connection is handed to `handle` on
+/// a thread of its own. Runs until the test ends.
+pub fn serve_each(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
+    let handle = Arc::new(handle);
     std::thread::spawn(move || {
         for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                let Some(head) = read_head(&mut s) else { return };
-                let mut buf = [0u8; 4096];
-                match script(&String::from_utf8_lossy(&head)) {
-                    Some(reply) => {
-                        let _ = s.write_all(&reply);
-                    }
-                    None => {
-                        // Hold the connection until the peer closes it.
-                        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-                    }
-                }
-            });
+            let Ok(s) = s else { continue };
+            let handle = Arc::clone(&handle);
+            std::thread::spawn(move || handle(s));
         }
     });
     port
@@ -534,38 +542,29 @@ impl HeldServer {
 
 pub fn held_server(name: &'static str) -> HeldServer {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
     let (arrive_tx, arrivals) = channel();
     let (release, release_rx) = channel::<()>();
-    let release_rx = Arc::new(Mutex::new(release_rx));
+    let arrive_tx = Mutex::new(arrive_tx);
+    let release_rx = Mutex::new(release_rx);
     let max = Arc::new(AtomicUsize::new(0));
-    let now = Arc::new(AtomicUsize::new(0));
+    let now = AtomicUsize::new(0);
     let max2 = Arc::clone(&max);
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let (arrive_tx, release_rx, max, now) =
-                (arrive_tx.clone(), Arc::clone(&release_rx), Arc::clone(&max2), Arc::clone(&now));
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
-                let Some(head) = read_head(&mut s) else { return };
-                if head.starts_with(b"GET /healthcheck ") {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n");
-                    return;
-                }
-                let held = now.fetch_add(1, Ordering::SeqCst) + 1;
-                max.fetch_max(held, Ordering::SeqCst);
-                let _ = arrive_tx.send(());
-                let released = release_rx.lock().unwrap().recv_timeout(Duration::from_secs(20));
-                now.fetch_sub(1, Ordering::SeqCst);
-                if released.is_ok() {
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\nServer-Name: {name}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                    );
-                    let _ = s.write_all(reply.as_bytes());
-                }
-            });
+    let port = serve_each(move |mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        let Some(head) = read_head(&mut s) else { return };
+        if head.starts_with(b"GET /healthcheck ") {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0\n0\n");
+            return;
+        }
+        let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+        max2.fetch_max(held, Ordering::SeqCst);
+        let _ = arrive_tx.lock().unwrap().send(());
+        let released = release_rx.lock().unwrap().recv_timeout(Duration::from_secs(20));
+        now.fetch_sub(1, Ordering::SeqCst);
+        if released.is_ok() {
+            let reply =
+                format!("HTTP/1.1 200 OK\r\nServer-Name: {name}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ = s.write_all(reply.as_bytes());
         }
     });
     HeldServer { port, arrivals, release, max }
