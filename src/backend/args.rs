@@ -5,7 +5,7 @@
 //! Every refusal names the word and the problem ([`ArgsError`]); the binary prints it with the
 //! usage line and exits 2. `-h` and `-V` are ordinary outcomes ([`Parsed`]).
 
-use crate::log::{self, Level};
+use crate::common::log::{self, Level};
 use getopts::{Fail, Options};
 use std::ffi::OsStr;
 use std::fmt;

@@ -246,7 +246,7 @@ pub fn reply_head(status: u16, server_name: &str, content_length: u64, extra: &[
     h
 }
 
-pub use crate::json::json_string;
+pub use crate::common::json::json_string;
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Ok(Parsed::Version) => return say(&format!("backend {}", env!("CARGO_PKG_VERSION"))),
         Err(e) => return usage_error(&e),
     };
-    lb::log::init("backend", args.level);
+    lb::common::log::init("backend", args.level);
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => return usage_error(&e),

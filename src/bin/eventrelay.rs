@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    lb::log::init("eventrelay", config.level);
+    lb::common::log::init("eventrelay", config.level);
     match Relay::bind(&config).and_then(Relay::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    lb::log::init("eventsim", config.level);
+    lb::common::log::init("eventsim", config.level);
     match lb::relay::sim::run(&config) {
         Ok(Verdict::Passed { events, notifications, elapsed }) => {
             let secs = elapsed.as_secs_f64().max(1e-9);

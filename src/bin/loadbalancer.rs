@@ -1,7 +1,7 @@
 //! `loadbalancer`: parse, build, run; every error becomes one line and an exit code here.
 
-use lb::cli::{self, Command};
-use lb::log::{self, Level};
+use lb::balancer::cli::{self, Command};
+use lb::common::log::{self, Level};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             println!("loadbalancer {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Stats { file, json }) => match lb::fleet::store::print_table(&file, json) {
+        Ok(Command::Stats { file, json }) => match lb::balancer::store::print_table(&file, json) {
             Ok(table) => {
                 print!("{table}");
                 ExitCode::SUCCESS

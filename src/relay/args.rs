@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::log::{Level, level_from_counts};
+use crate::common::log::{Level, level_from_counts};
 
 pub const USAGE: &str = "Usage: eventrelay [--event-port PORT] [--client-port PORT] [--host ADDR] [--window N] \
 [--gap-timeout DUR] [--client-buffer SIZE] [-v|-q] [-h] [-V]";

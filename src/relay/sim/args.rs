@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::log::{Level, level_from_counts};
+use crate::common::log::{Level, level_from_counts};
 use crate::relay::args::{ArgsError, port};
 
 pub const USAGE: &str = "Usage: eventsim [--event-port PORT] [--client-port PORT] [--host ADDR] [--total-events N] \

@@ -1,0 +1,299 @@
+//! The accepting thread (the main thread): accepts clients, waits off the workers for each
+//! one's first byte, and hands ready connections to the dispatcher. It also owns every socket
+//! that is not being bridged:
+//!
+//! - *pending*: accepted, silent so far. With `TCP_DEFER_ACCEPT` most clients arrive with
+//!   their request already here; the rest wait in `poll` here and hold no slot, no worker and
+//!   no server connection. Closed after `client_timeout`.
+//! - *lingering*: answered with a final 500 or 503 and shut for writing; read and discarded
+//!   until the client closes (bounded by `LINGER`), so closing never sends an RST that would
+//!   destroy the answer in the client's receive queue.
+//!
+//! One `poll` covers the listeners, the self-pipe (signals, handed-over sockets, the end of a
+//! drain), and the sockets above. Its timeout is the earliest deadline among pending clients,
+//! lingering sockets, the waiting room's next queue timeout and the drain; there is no
+//! periodic tick.
+
+use crate::balancer::bridge::poll_timeout;
+use crate::balancer::config::Config;
+use crate::balancer::http;
+use crate::balancer::sched::{Dispatcher, Job};
+use crate::common::sys::Waker;
+use nix::poll::{PollFd, PollFlags, poll};
+use parking_lot::Mutex;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long an answered socket is drained before it is closed regardless.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Sockets answered by other threads, handed to the accepting thread to linger and close.
+#[derive(Debug)]
+pub struct Closer {
+    handed: Mutex<Vec<TcpStream>>,
+    waker: Arc<Waker>,
+}
+
+impl Closer {
+    pub fn new(waker: Arc<Waker>) -> Closer {
+        Closer { handed: Mutex::new(Vec::new()), waker }
+    }
+
+    /// Writes a final answer, shuts the write side, and hands the socket over to linger.
+    pub fn answer(&self, mut client: TcpStream, reply: &[u8]) {
+        // A client that reset or stopped reading cannot get the answer; nothing more to do.
+        let _ = client.set_nonblocking(false);
+        let _ = client.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = client.write_all(reply);
+        let _ = client.shutdown(Shutdown::Write);
+        self.handed.lock().push(client);
+        self.waker.wake();
+    }
+
+    fn take(&self) -> Vec<TcpStream> {
+        std::mem::take(&mut *self.handed.lock())
+    }
+}
+
+/// Signal flags set by handlers; each signal also writes the self-pipe.
+#[derive(Debug, Default)]
+pub struct Signals {
+    pub terminate: Arc<AtomicBool>,
+    pub reload: Arc<AtomicBool>,
+}
+
+struct Waiting {
+    stream: TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+}
+
+pub struct Acceptor {
+    pub listeners: Vec<TcpListener>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub closer: Arc<Closer>,
+    pub waker: Arc<Waker>,
+    pub signals: Signals,
+    /// Called on SIGHUP; returns nothing, logs its own outcome.
+    pub on_reload: Box<dyn FnMut()>,
+}
+
+impl Acceptor {
+    /// Runs until SIGINT/SIGTERM and the drain that follows.
+    pub fn run(mut self) {
+        let mut pending: Vec<Waiting> = Vec::new();
+        let mut lingering: Vec<Waiting> = Vec::new();
+        let mut drain_deadline: Option<Instant> = None;
+        for l in &self.listeners {
+            if let Err(e) = l.set_nonblocking(true) {
+                crate::error!("internal: listener {:?}: {e}", l.local_addr());
+            }
+        }
+        loop {
+            if self.signals.reload.swap(false, Ordering::Relaxed) {
+                (self.on_reload)();
+            }
+            // Reloads run on this thread, so this copy is current until the next one.
+            let config = self.dispatcher.config();
+            if drain_deadline.is_none() && self.signals.terminate.load(Ordering::Relaxed) {
+                let drain = config.drain_timeout;
+                self.listeners.clear();
+                self.dispatcher.begin_drain();
+                // Logged once it is true: the listeners are closed.
+                crate::info!("signal: stop accepting; draining for up to {}s", drain.as_secs_f64());
+                drain_deadline = Some(Instant::now() + drain);
+            }
+            let now = Instant::now();
+            if let Some(d) = drain_deadline {
+                if self.dispatcher.is_idle() {
+                    break;
+                }
+                if now >= d {
+                    crate::warn!("drain timeout: closing what is left");
+                    break;
+                }
+            }
+
+            // Deadlines first: they decide the poll timeout.
+            let client_timeout = config.client_timeout;
+            pending.retain(|w| {
+                let alive = w.deadline > now;
+                if !alive {
+                    crate::info!("client {}: sent nothing in {}s; closing", w.peer, client_timeout.as_secs_f64());
+                }
+                alive
+            });
+            lingering.retain(|w| w.deadline > now);
+            let (expired, next_expiry) = self.dispatcher.expire(now);
+            for job in expired {
+                crate::warn!("client {}: waited too long for a slot; answering 503", job.peer);
+                lingering.push(answer_here(job.client, job.peer, http::UNAVAILABLE));
+            }
+            let deadline = [
+                pending.iter().map(|w| w.deadline).min(),
+                lingering.iter().map(|w| w.deadline).min(),
+                next_expiry,
+                drain_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+
+            let mut fds: Vec<PollFd> = Vec::with_capacity(1 + self.listeners.len() + pending.len() + lingering.len());
+            fds.push(PollFd::new(self.waker.read.as_fd(), PollFlags::POLLIN));
+            fds.extend(self.listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
+            fds.extend(pending.iter().map(|w| PollFd::new(w.stream.as_fd(), PollFlags::POLLIN)));
+            fds.extend(lingering.iter().map(|w| PollFd::new(w.stream.as_fd(), PollFlags::POLLIN)));
+            let timeout = deadline
+                .map(|d| poll_timeout(d.saturating_duration_since(now)))
+                .unwrap_or(nix::poll::PollTimeout::NONE);
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    crate::error!("internal: poll: {e}");
+                    continue;
+                }
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            drop(fds);
+            let (wake, rest) = ready.split_at(1);
+            let (lis_ready, rest) = rest.split_at(self.listeners.len());
+            let (pend_ready, ling_ready) = rest.split_at(pending.len());
+
+            // Lingering sockets: discard what arrives, close at EOF or error.
+            let mut kept = Vec::with_capacity(lingering.len());
+            for (mut w, r) in lingering.drain(..).zip(ling_ready) {
+                if !*r || discard(&mut w.stream) {
+                    kept.push(w);
+                }
+            }
+            lingering = kept;
+            // Pending clients whose first byte (or EOF) arrived.
+            let mut fired = Vec::new();
+            let mut kept = Vec::with_capacity(pending.len());
+            for (w, r) in pending.drain(..).zip(pend_ready) {
+                if *r { fired.push(w) } else { kept.push(w) }
+            }
+            pending = kept;
+            for w in fired {
+                self.admit(w.stream, w.peer, &mut pending, &mut lingering, client_timeout);
+            }
+            if wake[0] {
+                self.waker.drain();
+                let now = Instant::now();
+                lingering.extend(self.closer.take().into_iter().map(|stream| Waiting {
+                    peer: stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+                    stream,
+                    deadline: now + LINGER,
+                }));
+            }
+            for (idx, ready) in lis_ready.iter().enumerate() {
+                if *ready {
+                    self.accept_all(idx, &config, &mut pending, &mut lingering);
+                }
+            }
+        }
+        // The drain is over: answer whoever still waits, and close the rest.
+        let left = self.dispatcher.stop();
+        for job in left {
+            // The process exits next: the answer is written, the close is the kernel's.
+            let _ = answer_here(job.client, job.peer, http::UNAVAILABLE);
+        }
+    }
+
+    fn accept_all(&self, idx: usize, config: &Config, pending: &mut Vec<Waiting>, lingering: &mut Vec<Waiting>) {
+        loop {
+            match accept_nonblocking(&self.listeners[idx]) {
+                Ok((stream, peer)) => {
+                    crate::debug!("client {peer}: accepted");
+                    if config.server_speaks_first {
+                        self.enqueue(stream, peer, lingering);
+                    } else {
+                        self.admit(stream, peer, pending, lingering, config.client_timeout);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    // Out of descriptors: leave the rest in the backlog until one frees.
+                    crate::error!("internal: accept: {e}");
+                    return;
+                }
+                Err(e) => {
+                    crate::debug!("client: accept failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Queues a client that has spoken, parks a silent one, drops one that already left.
+    fn admit(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        pending: &mut Vec<Waiting>,
+        lingering: &mut Vec<Waiting>,
+        timeout: Duration,
+    ) {
+        let mut probe = [0u8; 1];
+        match stream.peek(&mut probe) {
+            Ok(0) => crate::debug!("client {peer}: closed before sending anything"),
+            Ok(_) => self.enqueue(stream, peer, lingering),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                pending.push(Waiting { stream, peer, deadline: Instant::now() + timeout })
+            }
+            Err(e) => crate::debug!("client {peer}: {e}"),
+        }
+    }
+
+    fn enqueue(&self, stream: TcpStream, peer: SocketAddr, lingering: &mut Vec<Waiting>) {
+        match self.dispatcher.push(Job { client: stream, peer }) {
+            Ok(waiting) => crate::debug!("client {peer}: queued, {waiting} waiting"),
+            Err(job) => {
+                crate::warn!("client {peer}: waiting room full; answering 503");
+                lingering.push(answer_here(job.client, job.peer, http::UNAVAILABLE));
+            }
+        }
+    }
+}
+
+/// Accepts a client on a socket that is non-blocking from the start, as the waiting below and
+/// the bridge want it; it inherits `TCP_NODELAY` from the listener (see `balancer::bind`).
+fn accept_nonblocking(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+    let (sock, addr) = socket2::SockRef::from(listener).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
+    let peer = addr.as_socket().ok_or_else(|| std::io::Error::other("a client without an IP address"))?;
+    Ok((sock.into(), peer))
+}
+
+/// Answers on the accepting thread: the socket is non-blocking and the answer is small, so
+/// the write goes straight into an empty send buffer.
+fn answer_here(mut stream: TcpStream, peer: SocketAddr, reply: &[u8]) -> Waiting {
+    // A client that already left cannot be answered; lingering then closes it.
+    let _ = stream.write_all(reply);
+    let _ = stream.shutdown(Shutdown::Write);
+    Waiting { stream, peer, deadline: Instant::now() + LINGER }
+}
+
+/// Reads and throws away what a lingering client sends. False once it is finished.
+fn discard(stream: &mut TcpStream) -> bool {
+    // Sockets handed over by workers are blocking; one that cannot be made non-blocking could
+    // stall this thread in the read below, so it is closed at once instead.
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The admin endpoint: a small HTTP server on its own thread and port, never routed to servers.
+//!
+//! | request          | answer                                                     |
+//! |------------------|------------------------------------------------------------|
+//! | `GET /status`    | the live state as JSON (`status::json`)                    |
+//! | `GET /metrics`   | Prometheus text format (`metrics::text`)                   |
+//! | `GET /worker/stats` | the original fleet's stats JSON (`status::worker_stats`) |
+//! | `GET /`          | the live dashboard (`dashboard::PAGE`)                      |
+//! | `PUT /rate`      | body `r` or `off`: pacing for new dispatches                |
+//! | `PUT /limit`     | body `n`: the global bound for new dispatches               |
+//!
+//! A bad body gets `400` with a one-line reason and changes nothing; other paths `404`.
+//! Requests are served one at a time, each bounded by a 2 s deadline, so a stuck admin client
+//! delays the next one by at most that and never touches the data path.
+
+pub mod dashboard;
+pub mod metrics;
+pub mod status;
+
+use crate::balancer::cli::parse_rate;
+use crate::balancer::http::{self, Request};
+use crate::balancer::sched::Dispatcher;
+use crate::balancer::worker::Pool;
+use std::io::Write;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(2);
+
+pub struct Admin {
+    pub listener: TcpListener,
+    pub dispatcher: Arc<Dispatcher>,
+    pub pool: Arc<Pool>,
+}
+
+impl Admin {
+    pub fn run(self) {
+        for conn in self.listener.incoming() {
+            match conn {
+                Ok(stream) => self.serve(stream),
+                Err(e) => crate::debug!("admin: accept failed: {e}"),
+            }
+        }
+    }
+
+    fn serve(&self, mut stream: TcpStream) {
+        let deadline = Instant::now() + DEADLINE;
+        // Timeouts bound a stuck admin client; failing to set them only loses that bound.
+        let _ = stream.set_read_timeout(Some(DEADLINE));
+        let _ = stream.set_write_timeout(Some(DEADLINE));
+        let reply = match http::read_request(&mut stream, deadline) {
+            Ok(req) => self.route(&req),
+            Err(e) => http::response("400 Bad Request", "text/plain", format!("{e}\n").as_bytes()),
+        };
+        if let Err(e) = stream.write_all(&reply) {
+            crate::debug!("admin: write failed: {e}");
+        }
+        let _ = stream.shutdown(Shutdown::Write); // the client may be gone already
+    }
+
+    fn route(&self, req: &Request) -> Vec<u8> {
+        let path = req.path.split('?').next().unwrap_or("");
+        let text = |status: &str, body: String| http::response(status, "text/plain; charset=utf-8", body.as_bytes());
+        match (req.method.as_str(), path) {
+            ("GET", "/status") => {
+                http::response("200 OK", "application/json", status::json(&self.dispatcher.view()).as_bytes())
+            }
+            ("GET", "/worker/stats") => {
+                http::response("200 OK", "application/json", status::worker_stats(&self.dispatcher.view()).as_bytes())
+            }
+            ("GET", "/metrics") => {
+                http::response("200 OK", metrics::CONTENT_TYPE, metrics::text(&self.dispatcher.view()).as_bytes())
+            }
+            ("GET", "/") => http::response("200 OK", dashboard::CONTENT_TYPE, dashboard::PAGE.as_bytes()),
+            ("PUT", "/rate") => {
+                let body = String::from_utf8_lossy(&req.body).trim().to_string();
+                match parse_rate(&body) {
+                    Ok(r) => {
+                        let rate = (r > 0.0).then_some(r);
+                        self.dispatcher.set_rate(rate);
+                        crate::info!("admin: rate set to {}", rate.map_or("off".into(), |r| r.to_string()));
+                        text("200 OK", format!("rate {}\n", rate.map_or("off".into(), |r| r.to_string())))
+                    }
+                    Err(e) => text("400 Bad Request", format!("rate '{body}': {e}\n")),
+                }
+            }
+            ("PUT", "/limit") => {
+                let body = String::from_utf8_lossy(&req.body).trim().to_string();
+                match body.parse::<usize>() {
+                    Ok(n) if (1..=100_000).contains(&n) => {
+                        if let Err(e) = self.pool.ensure(n) {
+                            return text("500 Internal Server Error", format!("cannot start workers: {e}\n"));
+                        }
+                        self.dispatcher.set_limit(n);
+                        crate::info!("admin: limit set to {n}");
+                        text("200 OK", format!("limit {n}\n"))
+                    }
+                    _ => text("400 Bad Request", format!("limit '{body}': expected a whole number from 1 to 100000\n")),
+                }
+            }
+            (_, "/status" | "/worker/stats" | "/metrics" | "/" | "/rate" | "/limit") => {
+                text("405 Method Not Allowed", format!("{} {path}: method not allowed\n", req.method))
+            }
+            _ => text("404 Not Found", format!("{path}: not found\n")),
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Helpers shared by the four binaries: the logger, the doorway to libc, JSON scalars.
+
+#[macro_use]
+pub mod log;
+
+pub mod json;
+#[allow(unsafe_code)] // the one doorway to libc; each block carries a SAFETY comment
+pub mod sys;

@@ -1,0 +1,18 @@
+//! The balancer (tcp mode and everything shared by both modes): one test binary.
+//!
+//! Each behaviour is a module; they link once, as one binary (see DESIGN.md, Tests).
+
+#[path = "../support/util.rs"]
+mod util;
+
+mod cli;
+mod drain;
+mod failover;
+mod fairness;
+mod limits;
+mod overload;
+mod pacing;
+mod probes;
+mod routing;
+mod self_heal;
+mod transfer;
