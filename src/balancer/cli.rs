@@ -4,7 +4,7 @@
 //! Options may stand anywhere among the positional words (GNU permutation):
 //! `loadbalancer 8020 8120 -R 1 8220` is `-R 1`, port 8020, servers 8120 and 8220.
 
-use crate::balancer::config::{Balance, Cidr, Layer, parse_duration};
+use crate::balancer::config::{Balance, Cidr, Layer, Mode, parse_duration};
 use crate::common::log::{self, Level};
 use getopts::Options;
 use std::path::PathBuf;
@@ -59,6 +59,10 @@ fn options() -> Options {
     o.optmulti("", "weight", "weight of a client address or block, e.g. 10.0.0.0/8=3", "CIDR=W");
     o.optflag("", "server-speaks-first", "dispatch at accept, without waiting for the client's first byte");
     o.optopt("", "stats-dir", "SQLite file (or directory) for durable per-server stats", "PATH");
+    o.optopt("", "mode", "tcp (default: a slot per connection) or http (a slot per request)", "MODE");
+    o.optopt("", "keep-alive-timeout", "http mode: close a client idle this long between requests (default 60s)", "s");
+    o.optopt("", "server-idle-max", "http mode: idle connections kept per server for reuse (default N)", "n");
+    o.optopt("", "server-idle-timeout", "http mode: close an idle server connection after this (default 15s)", "s");
     o.optopt("", "host", "address to listen on (default 127.0.0.1)", "IP");
     o.optflagmulti("v", "verbose", "more log lines (debug)");
     o.optflagmulti("q", "quiet", "fewer log lines");
@@ -123,6 +127,16 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Command, UsageError> {
         layer.server_speaks_first = Some(true);
     }
     layer.stats_file = m.opt_str("stats-dir").map(PathBuf::from);
+    if let Some(word) = m.opt_str("mode") {
+        let mode = Mode::parse(&word).ok_or_else(|| UsageError(format!("--mode '{word}': expected tcp or http")))?;
+        layer.mode = Some(mode);
+    }
+    layer.keep_alive_timeout = duration(&m, "keep-alive-timeout")?;
+    layer.server_idle_timeout = duration(&m, "server-idle-timeout")?;
+    layer.server_idle_max = match m.opt_str("server-idle-max") {
+        Some(word) => Some(number::<usize>("--server-idle-max", &word)?),
+        None => None,
+    };
     if let Some(h) = m.opt_str("host") {
         layer.host = Some(h.parse().map_err(|_| UsageError(format!("--host '{h}': not an IP address")))?);
     }

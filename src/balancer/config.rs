@@ -41,6 +41,31 @@ impl Balance {
     }
 }
 
+/// What the balancer bounds and forwards: whole connections, or one HTTP request at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A slot per client connection, bytes bridged both ways until both sides end.
+    Tcp,
+    /// A slot per request: idle keep-alive clients hold nothing, server connections are reused.
+    Http,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "tcp" => Some(Mode::Tcp),
+            "http" => Some(Mode::Http),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Tcp => "tcp",
+            Mode::Http => "http",
+        }
+    }
+}
+
 /// An address block with a weight: `--weight 10.0.0.0/8=3`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
@@ -168,6 +193,10 @@ pub struct Layer {
     pub avg_delay_ms: Option<f64>,
     pub failure: Option<f64>,
     pub stats_file: Option<PathBuf>,
+    pub mode: Option<Mode>,
+    pub keep_alive_timeout: Option<Duration>,
+    pub server_idle_max: Option<usize>,
+    pub server_idle_timeout: Option<Duration>,
 }
 
 macro_rules! merge_fields {
@@ -203,7 +232,11 @@ impl Layer {
             worker_port,
             avg_delay_ms,
             failure,
-            stats_file
+            stats_file,
+            mode,
+            keep_alive_timeout,
+            server_idle_max,
+            server_idle_timeout
         )
     }
 }
@@ -233,6 +266,14 @@ pub struct Config {
     pub server_speaks_first: bool,
     pub workers: Option<WorkerSpec>,
     pub stats_file: Option<PathBuf>,
+    /// `tcp` or `http`; fixed for the life of the process (a reload cannot change it).
+    pub mode: Mode,
+    /// http mode: an idle client connection between requests is closed after this long.
+    pub keep_alive_timeout: Duration,
+    /// http mode: idle connections kept per server for reuse; never above the limit's maximum.
+    pub server_idle_max: usize,
+    /// http mode: an idle server connection is closed after this long.
+    pub server_idle_timeout: Duration,
 }
 
 pub const DEFAULT_LIMIT: usize = 4;
@@ -325,6 +366,10 @@ impl Config {
             server_speaks_first: layer.server_speaks_first.unwrap_or(false),
             workers,
             stats_file: layer.stats_file,
+            mode: layer.mode.unwrap_or(Mode::Tcp),
+            keep_alive_timeout: layer.keep_alive_timeout.unwrap_or(Duration::from_secs(60)),
+            server_idle_max: layer.server_idle_max.unwrap_or(limit),
+            server_idle_timeout: layer.server_idle_timeout.unwrap_or(Duration::from_secs(15)),
         })
     }
 

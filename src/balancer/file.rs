@@ -12,7 +12,7 @@
 //! defaults and whole-config checks (a port, at least one server) stay in `Config::build`, and
 //! flags given on the command line win over the file (`Layer::over`).
 
-use crate::balancer::config::{Balance, Cidr, Layer, parse_admin, parse_duration};
+use crate::balancer::config::{Balance, Cidr, Layer, Mode, parse_admin, parse_duration};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
@@ -268,6 +268,10 @@ const KEYS: &[&str] = &[
     "avg-delay",
     "failure",
     "stats-dir",
+    "mode",
+    "keep-alive-timeout",
+    "server-idle-max",
+    "server-idle-timeout",
 ];
 
 /// Every key the file may hold; the names are the long flags without their dashes, plus the
@@ -299,6 +303,10 @@ struct RawFile {
     avg_delay: Field,
     failure: Field,
     stats_dir: Field,
+    mode: Field,
+    keep_alive_timeout: Field,
+    server_idle_max: Field,
+    server_idle_timeout: Field,
 }
 
 /// Checks values one key at a time; the first bad one is the error.
@@ -503,6 +511,20 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
     }
     if let Some(n) = &raw.server_speaks_first {
         layer.server_speaks_first = Some(c.bool("server-speaks-first", n)?);
+    }
+    if let Some(n) = &raw.mode {
+        const WHAT: &str = "expected tcp or http";
+        let s = c.string("mode", n, WHAT)?;
+        layer.mode = Some(Mode::parse(s.trim()).ok_or_else(|| c.err("mode", n, format!("'{s}': {WHAT}")))?);
+    }
+    if let Some(n) = &raw.keep_alive_timeout {
+        layer.keep_alive_timeout = Some(c.duration("keep-alive-timeout", n)?);
+    }
+    if let Some(n) = &raw.server_idle_max {
+        layer.server_idle_max = Some(c.int("server-idle-max", n, 0, 1_000_000)?);
+    }
+    if let Some(n) = &raw.server_idle_timeout {
+        layer.server_idle_timeout = Some(c.duration("server-idle-timeout", n)?);
     }
     if let Some(n) = &raw.pool {
         layer.pool = Some(c.int("pool", n, 1, 1024)?);

@@ -2,6 +2,9 @@
 //! a server's reply (for statistics, without changing a byte), the health-check reply, and
 //! request heads for the admin endpoint. The bridge never parses HTTP.
 
+pub mod body;
+pub mod head;
+
 use std::io::{self, Read};
 use std::time::Instant;
 
