@@ -15,9 +15,11 @@
 //! periodic tick.
 
 use crate::balancer::bridge::poll_timeout;
-use crate::balancer::config::Config;
+use crate::balancer::config::{Config, Mode};
 use crate::balancer::http;
+use crate::balancer::park::{self, Lot, Turn};
 use crate::balancer::sched::{Dispatcher, Job};
+use crate::balancer::watch::{Kind, Watch};
 use crate::common::sys::Waker;
 use nix::poll::{PollFd, PollFlags, poll};
 use parking_lot::Mutex;
@@ -31,16 +33,28 @@ use std::time::{Duration, Instant};
 /// How long an answered socket is drained before it is closed regardless.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Sockets answered by other threads, handed to the accepting thread to linger and close.
+/// Sockets handed to the accepting thread by other threads: answered ones to linger and close,
+/// and (http mode) keep-alive clients to park until their next request.
 #[derive(Debug)]
 pub struct Closer {
     handed: Mutex<Vec<TcpStream>>,
+    parked: Mutex<Vec<(TcpStream, SocketAddr, Vec<u8>)>>,
     waker: Arc<Waker>,
 }
 
 impl Closer {
     pub fn new(waker: Arc<Waker>) -> Closer {
-        Closer { handed: Mutex::new(Vec::new()), waker }
+        Closer { handed: Mutex::new(Vec::new()), parked: Mutex::new(Vec::new()), waker }
+    }
+
+    /// Hands back a client whose response is complete, with what it sent of its next request.
+    pub fn park(&self, client: TcpStream, peer: SocketAddr, next: Vec<u8>) {
+        self.parked.lock().push((client, peer, next));
+        self.waker.wake();
+    }
+
+    fn take_parked(&self) -> Vec<(TcpStream, SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut *self.parked.lock())
     }
 
     /// Writes a final answer, shuts the write side, and hands the socket over to linger.
@@ -74,6 +88,8 @@ struct Waiting {
 
 pub struct Acceptor {
     pub listeners: Vec<TcpListener>,
+    /// Client connections between requests (http mode).
+    pub lot: Lot,
     pub dispatcher: Arc<Dispatcher>,
     pub closer: Arc<Closer>,
     pub waker: Arc<Waker>,
@@ -103,6 +119,8 @@ impl Acceptor {
                 let drain = config.drain_timeout;
                 self.listeners.clear();
                 self.dispatcher.begin_drain();
+                // Idle keep-alive clients have no request in progress: closed at once.
+                self.lot.close_all();
                 // Logged once it is true: the listeners are closed.
                 crate::info!("signal: stop accepting; draining for up to {}s", drain.as_secs_f64());
                 drain_deadline = Some(Instant::now() + drain);
@@ -128,6 +146,9 @@ impl Acceptor {
                 alive
             });
             lingering.retain(|w| w.deadline > now);
+            let park_t = park_timeouts(&config);
+            let next_parked = self.lot.expire(now);
+            let next_idle_conn = self.dispatcher.reuse.expire(now);
             let (expired, next_expiry) = self.dispatcher.expire(now);
             for job in expired {
                 crate::warn!("client {}: waited too long for a slot; answering 503", job.peer);
@@ -137,6 +158,8 @@ impl Acceptor {
                 pending.iter().map(|w| w.deadline).min(),
                 lingering.iter().map(|w| w.deadline).min(),
                 next_expiry,
+                next_parked,
+                next_idle_conn,
                 drain_deadline,
             ]
             .into_iter()
@@ -145,6 +168,7 @@ impl Acceptor {
 
             let mut fds: Vec<PollFd> = Vec::with_capacity(1 + self.listeners.len() + pending.len() + lingering.len());
             fds.push(PollFd::new(self.waker.read.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(self.dispatcher.watch.fd(), PollFlags::POLLIN));
             fds.extend(self.listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
             fds.extend(pending.iter().map(|w| PollFd::new(w.stream.as_fd(), PollFlags::POLLIN)));
             fds.extend(lingering.iter().map(|w| PollFd::new(w.stream.as_fd(), PollFlags::POLLIN)));
@@ -161,7 +185,7 @@ impl Acceptor {
             }
             let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
             drop(fds);
-            let (wake, rest) = ready.split_at(1);
+            let (wake, rest) = ready.split_at(2);
             let (lis_ready, rest) = rest.split_at(self.listeners.len());
             let (pend_ready, ling_ready) = rest.split_at(pending.len());
 
@@ -191,6 +215,16 @@ impl Acceptor {
                     stream,
                     deadline: now + LINGER,
                 }));
+                for (stream, peer, next) in self.closer.take_parked() {
+                    if drain_deadline.is_some() {
+                        continue; // draining: a client whose response is done is closed
+                    }
+                    let turn = self.lot.arrive(stream, peer, next, false, &park_t);
+                    self.turn(turn, &mut lingering);
+                }
+            }
+            if wake[1] {
+                self.watched(&park_t, &mut lingering);
             }
             for (idx, ready) in lis_ready.iter().enumerate() {
                 if *ready {
@@ -206,12 +240,15 @@ impl Acceptor {
         }
     }
 
-    fn accept_all(&self, idx: usize, config: &Config, pending: &mut Vec<Waiting>, lingering: &mut Vec<Waiting>) {
+    fn accept_all(&mut self, idx: usize, config: &Config, pending: &mut Vec<Waiting>, lingering: &mut Vec<Waiting>) {
         loop {
             match accept_nonblocking(&self.listeners[idx]) {
                 Ok((stream, peer)) => {
                     crate::debug!("client {peer}: accepted");
-                    if config.server_speaks_first {
+                    if config.mode == Mode::Http {
+                        let turn = self.lot.arrive(stream, peer, Vec::new(), true, &park_timeouts(config));
+                        self.turn(turn, lingering);
+                    } else if config.server_speaks_first {
                         self.enqueue(stream, peer, lingering);
                     } else {
                         self.admit(stream, peer, pending, lingering, config.client_timeout);
@@ -251,8 +288,52 @@ impl Acceptor {
         }
     }
 
+    /// Acts on what the parking lot decided for a connection.
+    fn turn(&self, turn: Turn, lingering: &mut Vec<Waiting>) {
+        match turn {
+            Turn::Queue(job) => self.enqueue_job(job, lingering),
+            Turn::Answer(stream, peer, reply) => lingering.push(answer_here(stream, peer, reply)),
+            Turn::Closed | Turn::Parked => {}
+        }
+    }
+
+    /// The watch has events: parked clients that spoke, queued clients that gave up, idle
+    /// server connections that their server closed.
+    fn watched(&mut self, park_t: &park::Timeouts, lingering: &mut Vec<Waiting>) {
+        let mut tokens = Vec::new();
+        self.dispatcher.watch.ready(&mut tokens);
+        for token in tokens {
+            match Watch::kind(token) {
+                Kind::Parked => {
+                    let turn = self.lot.ready(token, park_t);
+                    self.turn(turn, lingering);
+                }
+                Kind::Queued => {
+                    if let Some(job) = self.dispatcher.abandon(token) {
+                        // Its request never reaches a server; dropping it closes it.
+                        crate::info!("client {}: gave up while waiting; dropped from the waiting room", job.peer);
+                    }
+                }
+                Kind::Idle => self.dispatcher.reuse.on_event(token),
+            }
+        }
+    }
+
     fn enqueue(&self, stream: TcpStream, peer: SocketAddr, lingering: &mut Vec<Waiting>) {
-        match self.dispatcher.push(Job { client: stream, peer }) {
+        let id = self.dispatcher.watch.token(Kind::Queued);
+        self.enqueue_job(Job { client: stream, peer, id, request: None }, lingering);
+    }
+
+    /// Pushes a job into the waiting room, watching its client for giving up meanwhile: a
+    /// reset in tcp mode (a byte-stream client may half-close and still wait for its reply), a
+    /// close or a reset in http mode.
+    fn enqueue_job(&self, job: Job, lingering: &mut Vec<Waiting>) {
+        let http = job.request.is_some();
+        if let Err(e) = self.dispatcher.watch.arm(&job.client, job.id, false, http) {
+            crate::debug!("client {}: cannot watch it while it waits: {e}", job.peer);
+        }
+        let peer = job.peer;
+        match self.dispatcher.push(job) {
             Ok(waiting) => crate::debug!("client {peer}: queued, {waiting} waiting"),
             Err(job) => {
                 crate::warn!("client {peer}: waiting room full; answering 503");
@@ -260,6 +341,11 @@ impl Acceptor {
             }
         }
     }
+}
+
+/// The timeouts of parked connections, from the running configuration.
+fn park_timeouts(config: &Config) -> park::Timeouts {
+    park::Timeouts { idle: config.keep_alive_timeout, request: config.client_timeout }
 }
 
 /// Accepts a client on a socket that is non-blocking from the start, as the waiting below and

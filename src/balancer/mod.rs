@@ -9,26 +9,33 @@ pub mod admin;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod exchange;
 pub mod file;
 pub mod health;
 pub mod http;
+pub mod park;
 pub mod queue;
+pub mod request;
+pub mod reuse;
 pub mod sched;
 pub mod select;
 pub mod stats;
 pub mod store;
 pub mod supervisor;
+pub mod watch;
 pub mod worker;
 
 use self::accept::{Acceptor, Closer, Signals};
 use self::admin::Admin;
 use self::cli::Args;
-use self::config::{Config, Layer};
+use self::config::{Config, Layer, Mode};
 use self::health::Health;
+use self::park::Lot;
 use self::sched::Dispatcher;
 use self::stats::Stats;
 use self::store::{Store, spawn_writer};
 use self::supervisor::{Supervisor, backend_exe};
+use self::watch::Watch;
 use self::worker::Pool;
 use crate::common::sys::{self, Waker};
 use socket2::{Domain, Socket, Type};
@@ -96,7 +103,8 @@ pub fn run(args: Args) -> Result<(), RunError> {
 
     let waker = Arc::new(Waker::new().map_err(|e| RunError::Runtime(format!("cannot create the wake-up pipe: {e}")))?);
     let signals = register_signals(&waker)?;
-    let dispatcher = Dispatcher::new(Arc::clone(&config), stats, Arc::clone(&waker));
+    let watch = Arc::new(Watch::new().map_err(|e| RunError::Runtime(format!("cannot create the epoll set: {e}")))?);
+    let dispatcher = Dispatcher::new(Arc::clone(&config), stats, Arc::clone(&waker), Arc::clone(&watch));
     let closer = Arc::new(Closer::new(Arc::clone(&waker)));
     let pool = Arc::new(Pool::new(Arc::clone(&dispatcher), Arc::clone(&closer)));
     pool.ensure(config.limit).map_err(|e| RunError::Runtime(format!("cannot start worker threads: {e}")))?;
@@ -115,14 +123,27 @@ pub fn run(args: Args) -> Result<(), RunError> {
         }
     }
     crate::info!(
-        "bridging at most {} connections to {} server(s): {}",
+        "{} mode: at most {} {} at once to {} server(s): {}",
+        config.mode.name(),
         config.limit,
+        if config.mode == Mode::Http { "requests" } else { "connections" },
         config.servers.len(),
         config.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
     );
 
     let reload = reloader(args.layer.clone(), args.config_file.clone(), Arc::clone(&dispatcher), Arc::clone(&pool));
-    Acceptor { listeners, dispatcher, closer, waker, signals, on_reload: Box::new(reload) }.run();
+    let lot = Lot::new(watch);
+    Acceptor {
+        listeners,
+        lot,
+        dispatcher: Arc::clone(&dispatcher),
+        closer,
+        waker,
+        signals,
+        on_reload: Box::new(reload),
+    }
+    .run();
+    dispatcher.reuse.clear();
     if let Some(sup) = supervisor {
         sup.stop();
     }
@@ -165,6 +186,15 @@ fn reloader(flags: Layer, file: Option<PathBuf>, dispatcher: Arc<Dispatcher>, po
                 if new.listen != old.listen || new.workers != old.workers || new.admin != old.admin {
                     crate::warn!("reload: listeners, spawned workers and admin address change only at restart");
                 }
+                if new.mode != old.mode {
+                    crate::warn!(
+                        "reload: mode {} takes a restart; staying in mode {}",
+                        new.mode.name(),
+                        old.mode.name()
+                    );
+                }
+                let mut new = new;
+                new.mode = old.mode;
                 if let Err(e) = pool.ensure(new.limit) {
                     crate::error!("internal: reload: cannot start workers: {e}");
                     return;

@@ -116,6 +116,21 @@ impl<T> WaitingRoom<T> {
         self.classes.values().filter_map(|c| c.waiting.front().map(|(since, _)| *since + timeout)).min()
     }
 
+    /// Removes the waiting item that `is_it` picks (a client that gave up), if it still waits.
+    pub fn remove(&mut self, is_it: impl Fn(&T) -> bool) -> Option<T> {
+        let (key, i) = self
+            .classes
+            .iter()
+            .find_map(|(k, c)| c.waiting.iter().position(|(_, t)| is_it(t)).map(|i| (k.clone(), i)))?;
+        let class = self.classes.get_mut(&key)?;
+        let (_, item) = class.waiting.remove(i)?;
+        self.len -= 1;
+        if class.in_flight == 0 && class.waiting.is_empty() {
+            self.classes.remove(&key);
+        }
+        Some(item)
+    }
+
     /// Empties the room (at the end of a drain).
     pub fn take_all(&mut self) -> Vec<T> {
         let mut out = Vec::new();

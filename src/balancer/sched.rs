@@ -34,22 +34,30 @@
 //! work remains; a token not yet due becomes a timed wait.
 
 use crate::balancer::config::{Balance, Config, PROBE_PERIOD};
+use crate::balancer::exchange::Request;
 use crate::balancer::health::Round;
 use crate::balancer::queue::WaitingRoom;
+use crate::balancer::reuse::Reuse;
 use crate::balancer::select::{self, Candidate, Choice};
 use crate::balancer::stats::{ServerStats, Stats, View};
+use crate::balancer::watch::Watch;
 use crate::common::sys::Waker;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A client connection that has been accepted and (unless the server speaks first) has sent
-/// its first byte.
+/// What waits in the waiting room. In tcp mode: a client connection that has been accepted and
+/// (unless the server speaks first) has sent its first byte. In http mode: one request, whose
+/// head has been read (`request`), on its client connection.
 #[derive(Debug)]
 pub struct Job {
     pub client: TcpStream,
     pub peer: SocketAddr,
+    /// The token the accepting thread watches the client under while it waits (see `watch`),
+    /// so that a client that gives up can be taken out (`Dispatcher::abandon`).
+    pub id: u64,
+    pub request: Option<Box<Request>>,
 }
 
 /// A server in the table. Never removed: a server dropped by a reload is `retiring`, takes no
@@ -120,6 +128,7 @@ struct State {
     cursor: usize,
     served: u64,
     rejected: u64,
+    abandoned: u64,
     /// Dispatches since the last count-triggered round.
     since_probe: u64,
     /// Rounds started so far; a round's number is this value when it starts.
@@ -208,13 +217,17 @@ pub struct Dispatcher {
     pub stats: Arc<Stats>,
     /// Probe connections kept between rounds (its own lock, never taken with `state`).
     pub probe_conns: crate::balancer::health::Idle,
+    /// The epoll set of sockets waiting without a thread (see `watch`).
+    pub watch: Arc<Watch>,
+    /// Idle server connections for reuse, http mode (its own lock, never taken with `state`).
+    pub reuse: Reuse,
     started: Instant,
 }
 
 impl Dispatcher {
     /// A dispatcher for `config`; every server starts down until the first round, and dispatch
     /// is held until that round ends.
-    pub fn new(config: Arc<Config>, stats: Arc<Stats>, waker: Arc<Waker>) -> Arc<Dispatcher> {
+    pub fn new(config: Arc<Config>, stats: Arc<Stats>, waker: Arc<Waker>, watch: Arc<Watch>) -> Arc<Dispatcher> {
         let now = Instant::now();
         let servers = config.servers.iter().map(|s| new_server(s.addr, &stats)).collect();
         let state = State {
@@ -226,6 +239,7 @@ impl Dispatcher {
             cursor: 0,
             served: 0,
             rejected: 0,
+            abandoned: 0,
             since_probe: 0,
             rounds_started: 0,
             gate: Some(0),
@@ -243,6 +257,8 @@ impl Dispatcher {
             waker,
             stats,
             probe_conns: Default::default(),
+            reuse: Reuse::new(Arc::clone(&watch)),
+            watch,
             started: now,
         })
     }
@@ -444,6 +460,20 @@ impl Dispatcher {
         }
     }
 
+    /// Takes out the waiting client watched under `id`, which gave up (closed or reset): its
+    /// request must never reach a server. `None` if it no longer waits (a worker has it).
+    pub fn abandon(&self, id: u64) -> Option<Job> {
+        let mut st = self.state.lock();
+        let job = st.room.remove(|j| j.id == id)?;
+        st.abandoned += 1;
+        let drained = st.phase == Phase::Draining && st.in_flight == 0 && st.room.is_empty();
+        drop(st);
+        if drained {
+            self.waker.wake();
+        }
+        Some(job)
+    }
+
     /// Removes the connections that waited `queue_timeout` (the caller answers 503), and says
     /// when the longest-waiting one left will time out.
     pub fn expire(&self, now: Instant) -> (Vec<Job>, Option<Instant>) {
@@ -583,6 +613,11 @@ impl Dispatcher {
         self.state.lock().phase = Phase::Draining;
     }
 
+    /// SIGTERM has come: a client whose response is done is closed, not kept alive.
+    pub fn is_draining(&self) -> bool {
+        self.state.lock().phase != Phase::Running
+    }
+
     pub fn is_idle(&self) -> bool {
         let st = self.state.lock();
         st.in_flight == 0 && st.room.is_empty()
@@ -635,6 +670,8 @@ impl Dispatcher {
             balance: st.config.balance.name(),
             served: st.served,
             rejected: st.rejected,
+            abandoned: st.abandoned,
+            mode: st.config.mode.name(),
             uptime: self.started.elapsed(),
             servers,
             classes: st.room.views(),

@@ -206,6 +206,10 @@ pub struct View {
     pub served: u64,
     /// Connections answered 503 (queue full or queue timeout) since start.
     pub rejected: u64,
+    /// Clients that gave up while they waited (their request never reached a server).
+    pub abandoned: u64,
+    /// `tcp` or `http`.
+    pub mode: &'static str,
     pub uptime: Duration,
     pub servers: Vec<ServerView>,
     pub classes: Vec<ClassView>,

@@ -11,6 +11,7 @@ use crate::balancer::accept::Closer;
 use crate::balancer::bridge::{self, Buffers, End, Progress, Timeouts};
 use crate::balancer::config::CONNECT_TIMEOUT;
 use crate::balancer::http;
+use crate::balancer::request::After;
 use crate::balancer::sched::{Dispatcher, Failover, Job, Route, Slot, Ticket};
 use crate::balancer::stats::Exchange;
 use nix::poll::{PollFd, PollFlags, poll};
@@ -76,14 +77,22 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         while let Some(ticket) = self.shared.dispatcher.take() {
-            let Ticket { job: Job { client, peer }, route } = ticket;
+            let Ticket { job: Job { client, peer, request, .. }, route } = ticket;
             let mut progress = Progress::default();
             // The client stays out here, so that after a panic it can still be answered; the
             // route (with the slot) goes in, so that unwinding releases the slot.
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.serve(&client, peer, route, &mut progress)));
+            let outcome = catch_unwind(AssertUnwindSafe(|| match request {
+                None => self.serve(&client, peer, route, &mut progress).map_or(After::Done, After::Answer),
+                Some(req) => {
+                    let d = &self.shared.dispatcher;
+                    crate::balancer::request::serve(d, &client, peer, *req, route, &mut self.buffers, &mut progress)
+                }
+            }));
             match outcome {
-                Ok(Some(reply)) => self.shared.closer.answer(client, reply),
-                Ok(None) => {} // dropping `client` closes it: the bridge is over
+                Ok(After::Answer(reply)) => self.shared.closer.answer(client, reply),
+                Ok(After::Park(next)) => self.shared.closer.park(client, peer, next),
+                Ok(After::Close) => self.shared.closer.answer(client, b""),
+                Ok(After::Done) => {} // dropping `client` closes it: the bridge is over
                 Err(panic) => {
                     let msg = panic
                         .downcast_ref::<&str>()
@@ -205,7 +214,7 @@ impl Worker {
 
 /// Connects to `addr` within `timeout` on a socket that is non-blocking from the start (the
 /// bridge wants it so), with Nagle off: the bridge forwards what it has at once.
-fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+pub(crate) fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), None)?;
     match sock.connect(&addr.into()) {
         Ok(()) => {}
@@ -237,7 +246,7 @@ fn wait_connected(sock: &Socket, deadline: Instant) -> io::Result<()> {
 }
 
 /// Reads and discards what the server still sends, until its EOF or `deadline`.
-fn drain_server(server: &TcpStream, deadline: Instant) {
+pub(crate) fn drain_server(server: &TcpStream, deadline: Instant) {
     use std::io::Read;
     let _ = server.set_nonblocking(false); // a failure leaves it non-blocking: the read then ends the drain
     let _ = server.shutdown(std::net::Shutdown::Write); // the request is complete or abandoned

@@ -131,6 +131,8 @@ mod tests {
             balance: "least-loaded",
             served: 40,
             rejected: 1,
+            abandoned: 0,
+            mode: "tcp",
             uptime: Duration::from_millis(12_345),
             servers: vec![
                 ServerView {

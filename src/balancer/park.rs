@@ -1,0 +1,230 @@
+//! The parking lot (http mode), run by the accepting thread: client connections between
+//! requests, holding no slot, no worker and no server connection.
+//!
+//! A request moves through these states; the arrows say who moves it:
+//!
+//! ```text
+//!                  (accepting thread)                  (worker)              (worker)
+//!  accepted ──► parked ──head complete──► queued ──take──► forwarding ──response done──┐
+//!                ▲  │ bad head: 400/431     │ gave up: dropped   │ tunnel: bridged   │
+//!                │  │ idle/slow: closed     │ timeout/full: 503  ▼ to the end        │
+//!                │  ▼                       ▼                   closed               │
+//!                │ closed                 closed                                      │
+//!                └──────────── handed back (keep-alive, maybe with the next bytes) ◄──┘
+//! ```
+//!
+//! - *parked*: the connection is in `lot`, watched by the `Watch` for input. Its deadline is the
+//!   keep-alive timeout while it has sent nothing of its next request, and the client timeout
+//!   once a head has begun. The head is read here, on this thread (non-blocking, at most 64 KiB
+//!   plus one read), and parsed; a complete head turns the connection into a job for the
+//!   waiting room. Bad heads are answered here with the exact 400 or 431 and never reach a
+//!   server.
+//! - *queued*: the job is in the dispatcher's waiting room; the client is watched for a close
+//!   or a reset, and one that gives up is taken out (`Dispatcher::abandon`).
+//! - *forwarding*: a worker owns it (see `request`); when the response is complete it hands
+//!   the connection back through the `Closer`, with any bytes of the next request it read.
+//!
+//! Deadlines: all parked connections of one kind share one timeout, so deadlines are in the
+//! order the connections were parked, and two queues (`idle`, `reading`) give the earliest
+//! deadline at their fronts. An entry whose connection moved on is skipped when it comes up.
+//! Ten thousand idle clients cost memory, but no work until one of them speaks or times out.
+
+use crate::balancer::exchange::Request;
+use crate::balancer::http::head;
+use crate::balancer::sched::Job;
+use crate::balancer::watch::{Kind, Watch};
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A malformed request head, or an ambiguously framed one.
+pub const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// A request head over 64 KiB.
+pub const TOO_LARGE: &[u8] =
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+#[derive(Debug)]
+struct Parked {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Bytes of the next request read so far.
+    buf: Vec<u8>,
+    deadline: Instant,
+    /// Its deadline is the keep-alive one (nothing of a next request yet), in queue `idle`.
+    idle: bool,
+    /// The token it is watched under while parked; 0 until first parked.
+    token: u64,
+}
+
+/// What became of a connection that had something to say.
+#[derive(Debug)]
+pub enum Turn {
+    /// A complete head: queue it.
+    Queue(Job),
+    /// Answer it with this and close (400, 431).
+    Answer(TcpStream, SocketAddr, &'static [u8]),
+    /// Nothing more to do; dropping it closes it.
+    Closed,
+    /// Still reading, or idle: parked.
+    Parked,
+}
+
+#[derive(Debug)]
+pub struct Lot {
+    watch: Arc<Watch>,
+    lot: HashMap<u64, Parked>,
+    /// (deadline, token) of connections waiting for their next request, deadline order.
+    idle: VecDeque<(Instant, u64)>,
+    /// (deadline, token) of new connections and of those in the middle of a head.
+    reading: VecDeque<(Instant, u64)>,
+}
+
+impl Lot {
+    pub fn new(watch: Arc<Watch>) -> Lot {
+        Lot { watch, lot: HashMap::new(), idle: VecDeque::new(), reading: VecDeque::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lot.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lot.is_empty()
+    }
+
+    /// A connection arrives: `fresh` from accept, or handed back after a response with `buf`
+    /// holding what it sent early. It is read now, and queued, answered or parked.
+    pub fn arrive(&mut self, stream: TcpStream, peer: SocketAddr, buf: Vec<u8>, fresh: bool, t: &Timeouts) -> Turn {
+        let idle = !fresh && buf.is_empty();
+        let deadline = Instant::now() + if idle { t.idle } else { t.request };
+        self.advance(Parked { stream, peer, buf, deadline, idle, token: 0 }, t, fresh || idle)
+    }
+
+    /// The watch says `token` (a parked connection) has input, a close or an error.
+    pub fn ready(&mut self, token: u64, t: &Timeouts) -> Turn {
+        match self.lot.remove(&token) {
+            Some(p) => self.advance(p, t, true),
+            None => Turn::Closed, // it moved on; a stale event
+        }
+    }
+
+    /// Reads what the connection has (if `read`), and decides.
+    fn advance(&mut self, mut p: Parked, t: &Timeouts, read: bool) -> Turn {
+        let had = p.buf.len();
+        if read {
+            match read_some(&mut p.stream, &mut p.buf) {
+                Ok(true) => {}
+                Ok(false) => {
+                    if !p.buf.is_empty() {
+                        crate::debug!("client {}: closed in the middle of a request head", p.peer);
+                    }
+                    return Turn::Closed;
+                }
+                Err(e) => {
+                    crate::debug!("client {}: {e}", p.peer);
+                    return Turn::Closed;
+                }
+            }
+        }
+        match head::parse_request(&p.buf) {
+            Ok(Some(head)) => {
+                let id = self.watch.token(Kind::Queued);
+                let request = Some(Box::new(Request { buf: p.buf, head }));
+                Turn::Queue(Job { client: p.stream, peer: p.peer, id, request })
+            }
+            Err(head::Refusal::Bad(why)) => {
+                crate::info!("client {}: bad request ({why}); answering 400", p.peer);
+                Turn::Answer(p.stream, p.peer, BAD_REQUEST)
+            }
+            Err(head::Refusal::TooLarge) => {
+                crate::info!("client {}: request head over 64 KiB; answering 431", p.peer);
+                Turn::Answer(p.stream, p.peer, TOO_LARGE)
+            }
+            Ok(None) => {
+                let mut due = p.token == 0;
+                if p.idle && had == 0 && !p.buf.is_empty() {
+                    // The first byte of a request starts the client timeout.
+                    p.idle = false;
+                    p.deadline = Instant::now() + t.request;
+                    due = true;
+                }
+                self.park(p, due)
+            }
+        }
+    }
+
+    /// Watches `p` for its next bytes; `queue`: its deadline is new, so it joins its queue.
+    fn park(&mut self, mut p: Parked, queue: bool) -> Turn {
+        if p.token == 0 {
+            p.token = self.watch.token(Kind::Parked);
+        }
+        if let Err(e) = self.watch.arm(&p.stream, p.token, true, true) {
+            crate::error!("internal: cannot watch client {}: {e}; closing it", p.peer);
+            return Turn::Closed;
+        }
+        if queue {
+            let q = if p.idle { &mut self.idle } else { &mut self.reading };
+            q.push_back((p.deadline, p.token));
+        }
+        self.lot.insert(p.token, p);
+        Turn::Parked
+    }
+
+    /// Closes connections whose deadline has passed; says when the next one is due.
+    pub fn expire(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for q in [&mut self.idle, &mut self.reading] {
+            while let Some(&(due, token)) = q.front() {
+                let current = self.lot.get(&token).is_some_and(|p| p.deadline == due);
+                if current && due > now {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                    break;
+                }
+                q.pop_front();
+                if current && let Some(p) = self.lot.remove(&token) {
+                    if p.idle {
+                        crate::debug!("client {}: idle keep-alive connection closed", p.peer);
+                    } else {
+                        crate::info!("client {}: no complete request head in time; closing", p.peer);
+                    }
+                }
+            }
+        }
+        next
+    }
+
+    /// SIGTERM: every parked connection is closed at once (none has a request a server has
+    /// seen).
+    pub fn close_all(&mut self) {
+        self.lot.clear();
+        self.idle.clear();
+        self.reading.clear();
+    }
+}
+
+/// The two timeouts of a parked connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Between requests (`--keep-alive-timeout`).
+    pub idle: Duration,
+    /// From a request's first byte to the end of its head (`--client-timeout`).
+    pub request: Duration,
+}
+
+/// Reads what is there without blocking. False at EOF.
+fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 16 * 1024];
+    // A head over the limit is refused whatever follows, so reading stops just past it.
+    while buf.len() <= head::MAX_HEAD {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(false),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
