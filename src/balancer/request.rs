@@ -86,6 +86,7 @@ pub fn serve(
                 continue;
             }
         };
+        crate::debug!("client {peer}: request to server {addr}{}", if reused { " (reused connection)" } else { "" });
         let mut replying = || {
             if closed_gate {
                 dispatcher.reply_started(addr);

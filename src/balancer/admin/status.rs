@@ -19,7 +19,7 @@ pub fn json(v: &View) -> String {
     let _ = write!(
         out,
         "{{\"limit\":{},\"in_flight\":{},\"queued\":{},\"queue_max\":{},\"rate\":{},\"burst\":{},\
-         \"balance\":{},\"served\":{},\"rejected\":{},\"uptime_s\":{},\"servers\":[",
+         \"balance\":{},\"mode\":{},\"served\":{},\"rejected\":{},\"abandoned\":{},\"uptime_s\":{},\"servers\":[",
         v.limit,
         v.in_flight,
         v.queued,
@@ -27,8 +27,10 @@ pub fn json(v: &View) -> String {
         v.rate.map_or_else(|| "null".into(), json_number),
         v.burst,
         json_string(v.balance),
+        json_string(v.mode),
         v.served,
         v.rejected,
+        v.abandoned,
         json_number(v.uptime.as_secs_f64()),
     );
     for (i, s) in v.servers.iter().enumerate() {
