@@ -33,6 +33,8 @@ struct Status<'a> {
 #[derive(Serialize)]
 struct Server<'a> {
     address: &'a str,
+    /// The name the fleet gave it (`worker-1`...), `null` for a server given by address.
+    name: Option<&'a str>,
     up: bool,
     reason: &'a str,
     entries: u64,
@@ -94,6 +96,7 @@ fn server(s: &ServerView) -> Server<'_> {
     let t = &s.totals;
     Server {
         address: &s.address,
+        name: s.name.as_deref(),
         up: s.up,
         reason: &s.reason,
         entries: s.entries,
@@ -155,6 +158,7 @@ mod tests {
             servers: vec![
                 ServerView {
                     address: "127.0.0.1:9001".into(),
+                    name: Some("worker-1".into()),
                     up: true,
                     entries: 2,
                     in_flight: 2,
@@ -197,6 +201,7 @@ mod tests {
         assert_eq!(v["uptime_s"], 12.345);
         let s0 = &v["servers"][0];
         assert_eq!(s0["address"], "127.0.0.1:9001");
+        assert_eq!(s0["name"], "worker-1");
         assert_eq!(s0["up"], true);
         assert_eq!(s0["reason"], "");
         assert_eq!(s0["entries"], 2);
@@ -213,6 +218,7 @@ mod tests {
         assert_eq!(s0["bytes_to_client"], 5000);
         assert_eq!(s0["avg_ms"], 20.0);
         let s1 = &v["servers"][1];
+        assert_eq!(s1["name"], Value::Null);
         assert_eq!(s1["reason"], "connect: \"refused\"\n\tagain\u{1}");
         assert_eq!(s1["bound"], Value::Null);
         assert_eq!(s1["last_probe"], Value::Null);
@@ -224,8 +230,8 @@ mod tests {
         assert_eq!(v["classes"][1]["served"], 30);
         let object_keys = |o: &Value| o.as_object().unwrap().len();
         assert_eq!(object_keys(&v), 12);
-        assert_eq!(object_keys(s0), 16);
-        assert_eq!(object_keys(s1), 16);
+        assert_eq!(object_keys(s0), 17);
+        assert_eq!(object_keys(s1), 17);
         assert_eq!(object_keys(&v["classes"][0]), 5);
     }
 
