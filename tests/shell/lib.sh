@@ -34,13 +34,17 @@ wait_log() {
   return 1
 }
 
-# start NAME CMD...: runs CMD in the background, stderr to $WORK/NAME.log; prints its port.
+# start NAME CMD...: runs CMD in the background, stderr to $WORK/NAME.log, and waits for its
+# "listening on" line; then PID_NAME holds its pid and PORT_NAME the port it logged.
+# Call it directly, never inside $(...): a subshell's PIDS+=() would not reach `cleanup`, and
+# the process would outlive the test.
 start() {
-  local name=$1; shift
+  local name=$1 line; shift
   "$@" 2>"$WORK/$name.log" >/dev/null &
   PIDS+=($!)
-  eval "PID_$name=$!"
-  wait_log "$WORK/$name.log" "listening on " | sed -E 's/.*listening on [^ ]*:([0-9]+).*/\1/'
+  printf -v "PID_$name" '%s' "$!"
+  line=$(wait_log "$WORK/$name.log" "listening on ") || return 1
+  printf -v "PORT_$name" '%s' "$(sed -E 's/.*listening on [^ ]*:([0-9]+).*/\1/' <<<"$line")"
 }
 
 pass() { echo "ok   $1"; }
