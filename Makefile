@@ -1,5 +1,6 @@
 # The two commands a newcomer needs: `make run` (a demo with its own backends) and
-# `make test` (everything that tests the project). The rest are for developers.
+# `make test` (everything that tests the project). `make install` is for operators (README,
+# "Running it as a service"); the rest are for developers.
 CARGO ?= cargo
 SHELL := /bin/bash
 
