@@ -40,7 +40,10 @@ wait_log() {
 # the process would outlive the test.
 start() {
   local name=$1 line; shift
-  "$@" 2>"$WORK/$name.log" >/dev/null &
+  # Create the log before the child does: the redirection below happens in the background
+  # child, and a `tail -f` that finds no file yet gives up at once.
+  : >"$WORK/$name.log"
+  "$@" 2>>"$WORK/$name.log" >/dev/null &
   PIDS+=($!)
   printf -v "PID_$name" '%s' "$!"
   line=$(wait_log "$WORK/$name.log" "listening on ") || return 1
