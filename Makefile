@@ -1,9 +1,19 @@
 # The two commands a newcomer needs: `make run` (a demo with its own backends) and
-# `make test` (everything that tests the project). The rest are for developers.
+# `make test` (everything that tests the project). `make install` is for operators (README,
+# "Running it as a service"); the rest are for developers.
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run test deps build lint bench fairness bench-relay clean
+.PHONY: run test deps build lint install bench fairness bench-relay clean
+
+# `make install`: the four binaries to $(DESTDIR)$(BINDIR), the systemd unit to
+# $(DESTDIR)$(UNITDIR). systemd reads units from both /usr/local/lib/systemd/system and
+# /usr/lib/systemd/system, so one rule serves PREFIX=/usr/local (the default) and PREFIX=/usr.
+# DESTDIR stages the tree (packaging, tests); the unit's ExecStart names $(BINDIR) without it.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BINARIES := loadbalancer backend eventrelay eventsim
 
 run: build
 	scripts/demo.sh
@@ -26,6 +36,12 @@ build:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
+
+install: build
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)"
+	install -m 755 $(addprefix target/release/,$(BINARIES)) "$(DESTDIR)$(BINDIR)/"
+	sed 's|/usr/local/bin/|$(BINDIR)/|g' examples/loadbalancer.service > "$(DESTDIR)$(UNITDIR)/loadbalancer.service"
+	chmod 644 "$(DESTDIR)$(UNITDIR)/loadbalancer.service"
 
 bench: build
 	scripts/bench.sh

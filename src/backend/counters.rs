@@ -15,6 +15,7 @@
 //!   head until its reply is written.
 //! - worker stats: every answered request except the three observation endpoints.
 
+use crate::common::worker_stats::Counts;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,32 +29,9 @@ pub struct Counters {
     in_flight: AtomicU64,
     /// The largest value `in_flight` has ever held; only raised, with `fetch_max`.
     max_in_flight: AtomicU64,
-    worker: Mutex<WorkerStats>,
-}
-
-/// The counts behind `/worker/stats`; a copy is a consistent snapshot.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct WorkerStats {
-    /// Replies with a status below 400.
-    pub successful: u64,
-    /// Replies with a status of 400 or above.
-    pub failed: u64,
-    /// Sum of response times (head parsed to reply written), in microseconds.
-    pub total_micros: u64,
-}
-
-impl WorkerStats {
-    pub fn total(&self) -> u64 {
-        self.successful + self.failed
-    }
-
-    /// Mean response time in milliseconds; 0 when nothing was counted.
-    pub fn average_ms(&self) -> f64 {
-        match self.total() {
-            0 => 0.0,
-            n => self.total_micros as f64 / n as f64 / 1000.0,
-        }
-    }
+    /// The counts behind `/worker/stats` (the balancer's admin endpoint writes the same
+    /// document); a copy is a consistent snapshot.
+    worker: Mutex<Counts>,
 }
 
 /// Decrements the in-flight count when dropped, so every exit path (early `?`, panic) does it.
@@ -104,15 +82,15 @@ impl Counters {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let mut w = self.worker.lock();
         if status >= 400 {
-            w.failed += 1;
+            w.failed = w.failed.saturating_add(1);
         } else {
-            w.successful += 1;
+            w.successful = w.successful.saturating_add(1);
         }
-        w.total_micros = w.total_micros.saturating_add(micros);
+        w.time_sum_us = w.time_sum_us.saturating_add(micros);
     }
 
     /// A consistent copy of the worker statistics. Takes the `worker` lock briefly.
-    pub fn worker(&self) -> WorkerStats {
+    pub fn worker(&self) -> Counts {
         *self.worker.lock()
     }
 }

@@ -17,6 +17,9 @@ use super::body::{self, BodyError, Framing};
 use super::conn::{self, BODY_IDLE_TIMEOUT, HEAD_TIMEOUT, HeadRead, WRITE_IDLE_TIMEOUT};
 use super::http::{self, Head, Method};
 use super::server::Shared;
+use crate::common::json;
+use crate::common::worker_stats::WorkerStats;
+use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -55,10 +58,11 @@ impl Reply {
         Reply { content_type: Some("text/plain"), payload: Payload::Bytes(body.into_bytes()), ..Reply::empty(status) }
     }
 
-    fn json(body: String) -> Reply {
+    /// `200` with `doc` as its JSON body.
+    fn json<T: Serialize>(doc: &T) -> Reply {
         Reply {
             content_type: Some("application/json"),
-            payload: Payload::Bytes(body.into_bytes()),
+            payload: Payload::Bytes(json::to_string(doc).into_bytes()),
             ..Reply::empty(200)
         }
     }
@@ -165,28 +169,23 @@ fn observe(shared: &Shared, head: &Head) -> Reply {
         }
         INFLIGHT => {
             let (current, max) = c.in_flight();
-            Reply::json(format!("{{\"current\":{current},\"max\":{max}}}"))
+            Reply::json(&InFlight { current, max })
         }
-        _ => {
-            let w = c.worker();
-            let name = http::json_string(&shared.name);
-            Reply::json(format!(
-                "{{\"SuccessfulRequests\":[{{\"total\":{ok}}},{{{name}:{ok}}}],\
-                 \"FailedRequests\":[{{\"total\":{failed}}},{{{name}:{failed}}}],\
-                 \"TotalRequests\":[{{\"total\":{total}}},{{{name}:{total}}}],\
-                 \"AverageResponseTime\":[{{\"total\":{avg}}},{{{name}:{avg}}}]}}",
-                ok = w.successful,
-                failed = w.failed,
-                total = w.total(),
-                avg = float(w.average_ms()),
-            ))
-        }
+        _ => Reply::json(&WorkerStats::new([(shared.name.as_str(), c.worker())])),
     }
 }
 
-/// A float that always reads as one in JSON (`12.0`, not `12`), with microsecond precision.
-fn float(x: f64) -> String {
-    format!("{x:.3}")
+/// The `/inflight` reply.
+#[derive(Serialize)]
+struct InFlight {
+    current: u64,
+    max: u64,
+}
+
+/// The `/api/v1/hello` reply.
+#[derive(Serialize)]
+struct Hello {
+    message: String,
 }
 
 /// Everything but the observation endpoints: dice, work, delay.
@@ -198,10 +197,7 @@ fn work(stream: &mut TcpStream, shared: &Shared, head: &Head, prefix: &[u8]) -> 
     }
     let reply = if head.path == HELLO {
         match head.method {
-            Method::Get => Reply::json(format!(
-                "{{\"message\":{}}}",
-                http::json_string(&format!("hello from backend: {}", shared.name))
-            )),
+            Method::Get => Reply::json(&Hello { message: format!("hello from backend: {}", shared.name) }),
             _ => Reply::empty(403),
         }
     } else {

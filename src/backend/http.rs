@@ -246,8 +246,6 @@ pub fn reply_head(status: u16, server_name: &str, content_length: u64, extra: &[
     h
 }
 
-pub use crate::common::json::json_string;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn reply_heads_and_json() {
+    fn reply_heads() {
         assert_eq!(
             reply_head(404, "s1", 0, &[]),
             "HTTP/1.1 404 Not Found\r\nServer-Name: s1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

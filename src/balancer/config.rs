@@ -111,6 +111,9 @@ impl fmt::Display for Cidr {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerAddr {
     pub addr: SocketAddr,
+    /// The name of a backend the balancer spawns (`worker-1`...), shown by `/status` and the
+    /// dashboard; `None` for a server given by address.
+    pub name: Option<String>,
 }
 
 impl ServerAddr {
@@ -121,13 +124,13 @@ impl ServerAddr {
                 return Err(format!("server '{word}': port must be 1..65535"));
             }
             let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port as u16);
-            return Ok(ServerAddr { addr });
+            return Ok(ServerAddr { addr, name: None });
         }
         if let Ok(addr) = word.parse::<SocketAddr>() {
             if addr.port() == 0 {
                 return Err(format!("server '{word}': port must be 1..65535"));
             }
-            return Ok(ServerAddr { addr });
+            return Ok(ServerAddr { addr, name: None });
         }
         let Some((host, port)) = word.rsplit_once(':') else {
             return Err(format!("server '{word}': expected PORT or HOST:PORT"));
@@ -145,7 +148,7 @@ impl ServerAddr {
         // Prefer IPv4 where a name has both: the common local set-up listens on 127.0.0.1.
         let v4 = word.to_socket_addrs().ok().and_then(|mut a| a.find(|a| a.is_ipv4()));
         match v4.or(first) {
-            Some(addr) => Ok(ServerAddr { addr }),
+            Some(addr) => Ok(ServerAddr { addr, name: None }),
             None => Err(format!("server '{word}': '{host}' resolves to no address")),
         }
     }
@@ -312,9 +315,12 @@ impl Config {
                     return Err(format!("worker-port: {count} ports from {first_port} do not fit in 1..65535"));
                 }
                 for i in 0..count {
-                    let s = ServerAddr { addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), first_port + i) };
-                    if !servers.contains(&s) {
-                        servers.push(s);
+                    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), first_port + i);
+                    let name = Some(crate::balancer::supervisor::worker_name(i));
+                    // A server also named by address is the spawned backend: it takes the name.
+                    match servers.iter_mut().find(|s| s.addr == addr) {
+                        Some(s) => s.name = name,
+                        None => servers.push(ServerAddr { addr, name }),
                     }
                 }
                 Some(WorkerSpec {
@@ -471,5 +477,28 @@ mod tests {
         assert_eq!(c.servers.len(), 2);
         assert!(ServerAddr::resolve("99999").is_err());
         assert!(ServerAddr::resolve("nosuchhost.invalid:80").is_err());
+    }
+
+    #[test]
+    fn spawned_backends_are_named_once() {
+        // 9001 is named by address and spawned: one server, with the spawned backend's name.
+        let layer = Layer {
+            port: Some(1),
+            servers: Some(vec!["8080".into(), "9001".into()]),
+            workers: Some(2),
+            worker_port: Some(9001),
+            ..Layer::default()
+        };
+        let c = Config::build(layer).unwrap();
+        let servers: Vec<(String, Option<&str>)> =
+            c.servers.iter().map(|s| (s.addr.to_string(), s.name.as_deref())).collect();
+        assert_eq!(
+            servers,
+            [
+                ("127.0.0.1:8080".into(), None),
+                ("127.0.0.1:9001".into(), Some("worker-1")),
+                ("127.0.0.1:9002".into(), Some("worker-2"))
+            ]
+        );
     }
 }

@@ -647,6 +647,7 @@ impl Dispatcher {
             .filter(|s| !s.retiring || s.in_flight > 0)
             .map(|s| crate::balancer::stats::ServerView {
                 address: s.addr.to_string(),
+                name: st.config.servers.iter().find(|c| c.addr == s.addr).and_then(|c| c.name.clone()),
                 up: s.up,
                 reason: s.reason.clone(),
                 entries: s.entries,

@@ -218,6 +218,9 @@ pub struct View {
 #[derive(Clone, Debug, Default)]
 pub struct ServerView {
     pub address: String,
+    /// What the fleet calls it (`worker-1`...: a backend the balancer spawned), `None` for a
+    /// server given by address.
+    pub name: Option<String>,
     pub up: bool,
     /// Why it is down (or the last probe's failure), empty when up.
     pub reason: String,

@@ -412,26 +412,38 @@ fn rows_table(rows: &[(String, ServerTotals)]) -> String {
     out
 }
 
+/// One stored server in `loadbalancer stats FILE --json`.
+#[derive(serde::Serialize)]
+struct Row<'a> {
+    server: &'a str,
+    requests: u64,
+    successes: u64,
+    failures: u64,
+    bytes_to_server: u64,
+    bytes_to_client: u64,
+    avg_ms: f64,
+    time_sum_us: u64,
+    /// Count per bucket of `stats::BUCKETS` (not cumulative), the last one +Inf.
+    buckets: &'a [u64; NBUCKETS],
+}
+
+/// The rows as one JSON array of objects, one line.
 fn rows_json(rows: &[(String, ServerTotals)]) -> String {
-    let items: Vec<String> = rows
+    let rows: Vec<Row<'_>> = rows
         .iter()
-        .map(|(name, t)| {
-            let buckets = t.buckets.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-            format!(
-                "{{\"server\":{},\"requests\":{},\"successes\":{},\"failures\":{},\"bytes_to_server\":{},\
-                 \"bytes_to_client\":{},\"avg_ms\":{},\"time_sum_us\":{},\"buckets\":[{buckets}]}}",
-                crate::balancer::admin::status::json_string(name),
-                t.requests,
-                t.successes,
-                t.failures,
-                t.bytes_to_server,
-                t.bytes_to_client,
-                crate::balancer::admin::status::json_number(t.avg_ms()),
-                t.time_sum_us
-            )
+        .map(|(name, t)| Row {
+            server: name,
+            requests: t.requests,
+            successes: t.successes,
+            failures: t.failures,
+            bytes_to_server: t.bytes_to_server,
+            bytes_to_client: t.bytes_to_client,
+            avg_ms: crate::common::json::thousandths(t.avg_ms()),
+            time_sum_us: t.time_sum_us,
+            buckets: &t.buckets,
         })
         .collect();
-    format!("[{}]\n", items.join(","))
+    crate::common::json::to_string(&rows) + "\n"
 }
 
 /// What the writer thread and `StoreWriter` share.

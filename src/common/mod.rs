@@ -1,4 +1,5 @@
-//! Helpers shared by the four binaries: the logger, the doorway to libc, JSON scalars.
+//! Helpers shared by the four binaries: the logger, the doorway to libc, JSON documents, and the
+//! `/worker/stats` document the balancer and the backend both serve.
 
 #[macro_use]
 pub mod log;
@@ -6,3 +7,4 @@ pub mod log;
 pub mod json;
 #[allow(unsafe_code)] // the one doorway to libc; each block carries a SAFETY comment
 pub mod sys;
+pub mod worker_stats;

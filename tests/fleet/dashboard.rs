@@ -116,6 +116,21 @@ fn the_dashboard_in_chromium_follows_the_traffic() {
     assert_eq!((w, h), (1280, 900));
 }
 
+#[test]
+fn the_dashboard_names_a_spawned_backend_and_its_address() {
+    let plain = backend(&["--name", "plain"]);
+    let (lb, first) = crate::names::mixed_fleet("dashboard-names", plain.port);
+    let url = format!("http://127.0.0.1:{}/", lb.admin.unwrap());
+    let dom = chromium(&temp_dir("dashboard-names"), &url, &["--dump-dom"]);
+    for (i, port) in [first, first + 1].into_iter().enumerate() {
+        let want = format!("class=\"server\">worker-{} (127.0.0.1:{port})<", i + 1);
+        assert!(dom.contains(&want), "no {want:?} in the page:\n{dom}");
+    }
+    // A server given by address is shown by its address alone.
+    assert!(dom.contains(&format!("class=\"server\">127.0.0.1:{}<", plain.port)), "{dom}");
+    crate::names::stop_fleet(lb);
+}
+
 fn screenshot_path(tmp: &Path) -> PathBuf {
     if std::env::var_os("LB_SAVE_DASHBOARD_PNG").is_some_and(|v| v == "1") {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png")

@@ -9,6 +9,7 @@ mod config;
 mod dashboard;
 mod file;
 mod metrics;
+mod names;
 mod persist;
 mod pool;
 mod reload;

@@ -5,10 +5,12 @@ source "$(dirname "$0")/lib.sh"
 trap cleanup EXIT
 
 mkdir -p "$WORK/files"
-A=$(start a "$BIN/backend" --entries 7 --dir "$WORK/files" 0)
-B=$(start b "$BIN/backend" --entries 1 --dir "$WORK/files" 0)
-C=$(start c "$BIN/backend" --entries 4 --dir "$WORK/files" 0)
-LB=$(start lb "$BIN/loadbalancer" -N 4 -R 100 0 "$A" "$B" "$C")
+start a "$BIN/backend" --entries 7 --dir "$WORK/files" 0
+start b "$BIN/backend" --entries 1 --dir "$WORK/files" 0
+start c "$BIN/backend" --entries 4 --dir "$WORK/files" 0
+A=$PORT_a B=$PORT_b C=$PORT_c
+start lb "$BIN/loadbalancer" -N 4 -R 100 0 "$A" "$B" "$C"
+LB=$PORT_lb
 
 name=$(curl -s -m 10 -D - -o /dev/null "http://127.0.0.1:$LB/api/v1/hello" | tr -d '\r' | sed -n 's/^Server-Name: //p')
 check "routes to the least-loaded backend" "backend-$B" "$name"
@@ -24,7 +26,8 @@ curl -s -m 120 -o "$WORK/big.out" "http://127.0.0.1:$LB/big.bin"
 if cmp -s "$WORK/big.in" "$WORK/big.out"; then pass "100 MB GET intact"; else fail "100 MB GET differs"; fi
 
 # Every server down: the exact 500, byte for byte.
-DEAD=$(start dead "$BIN/loadbalancer" 0 1 2)
+start dead "$BIN/loadbalancer" 0 1 2
+DEAD=$PORT_dead
 got=$(curl -s -m 10 -i "http://127.0.0.1:$DEAD/" | od -An -c | tr -s ' ')
 want=$(printf 'HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n' | od -An -c | tr -s ' ')
 check "all servers down gives the exact 500" "$want" "$got"

@@ -34,13 +34,20 @@ wait_log() {
   return 1
 }
 
-# start NAME CMD...: runs CMD in the background, stderr to $WORK/NAME.log; prints its port.
+# start NAME CMD...: runs CMD in the background, stderr to $WORK/NAME.log, and waits for its
+# "listening on" line; then PID_NAME holds its pid and PORT_NAME the port it logged.
+# Call it directly, never inside $(...): a subshell's PIDS+=() would not reach `cleanup`, and
+# the process would outlive the test.
 start() {
-  local name=$1; shift
-  "$@" 2>"$WORK/$name.log" >/dev/null &
+  local name=$1 line; shift
+  # Create the log before the child does: the redirection below happens in the background
+  # child, and a `tail -f` that finds no file yet gives up at once.
+  : >"$WORK/$name.log"
+  "$@" 2>>"$WORK/$name.log" >/dev/null &
   PIDS+=($!)
-  eval "PID_$name=$!"
-  wait_log "$WORK/$name.log" "listening on " | sed -E 's/.*listening on [^ ]*:([0-9]+).*/\1/'
+  printf -v "PID_$name" '%s' "$!"
+  line=$(wait_log "$WORK/$name.log" "listening on ") || return 1
+  printf -v "PORT_$name" '%s' "$(sed -E 's/.*listening on [^ ]*:([0-9]+).*/\1/' <<<"$line")"
 }
 
 pass() { echo "ok   $1"; }

@@ -6,8 +6,9 @@
 //! builds the tables with `textContent` only (server addresses and probe reasons are never
 //! parsed as HTML). Elements have stable ids for tests: `#in-flight`, `#limit`, `#queued`,
 //! `#queue-max`, `#served`, `#rejected`, `#rate`, `#servers-up`, `#servers-down`, `#chart`,
-//! and one `tr[data-address]` per server (cells classed `in-flight`, `requests`, ...) and
-//! `tr[data-class]` per client class.
+//! and one `tr[data-address]` per server (cells classed `server`, `in-flight`, `requests`, ...;
+//! the `server` cell reads `worker-1 (127.0.0.1:9001)` for a spawned backend, the address
+//! alone otherwise) and `tr[data-class]` per client class.
 
 /// The page.
 pub const PAGE: &str = include_str!("dashboard.html");
@@ -38,6 +39,7 @@ mod tests {
             assert!(PAGE.contains(&format!("id=\"{id}\"")), "no #{id}");
         }
         assert!(PAGE.contains("tr.dataset.address = s.address"));
+        assert!(PAGE.contains("s.name + \" (\" + s.address + \")\""), "a spawned backend by name and address");
         assert!(PAGE.contains("fetch(\"/status\""));
     }
 

@@ -1,113 +1,140 @@
 //! `GET /status` and `GET /worker/stats`: the live `View` as JSON.
 //!
 //! Pure functions of a `View` (taken under the dispatcher lock and rendered after it is
-//! released). The JSON is written by hand: the shapes are small and fixed, and serde_json is
-//! only a dev-dependency; strings and numbers go through `crate::common::json`.
+//! released). Each document is a `#[derive(Serialize)]` struct borrowing from the view, so
+//! the wire names live here and the view's own names can change; `crate::common::json` writes
+//! it (strings escaped, non-finite floats `null`, times rounded to the thousandth).
 
-use crate::balancer::stats::{ServerTotals, View};
-pub use crate::common::json::{json_number, json_string};
-use std::fmt::Write;
+use crate::balancer::stats::{ServerView, View};
+use crate::common::json::{thousandths, to_string};
+use crate::common::worker_stats::{Counts, WorkerStats};
+use serde::Serialize;
 
-fn opt<T: ToString>(v: Option<T>) -> String {
-    v.map_or_else(|| "null".into(), |v| v.to_string())
+/// The `/status` document. Keys are stable (tests and the dashboard read them); see issue #4
+/// and issue #7.
+#[derive(Serialize)]
+struct Status<'a> {
+    limit: usize,
+    in_flight: usize,
+    queued: usize,
+    queue_max: usize,
+    /// Connections per second as set, `null` when pacing is off.
+    rate: Option<f64>,
+    burst: u32,
+    balance: &'a str,
+    /// `tcp` or `http`: what `served` and the slots count (connections or requests).
+    mode: &'a str,
+    served: u64,
+    rejected: u64,
+    /// Clients that gave up while they waited; their requests never reached a server.
+    abandoned: u64,
+    uptime_s: f64,
+    servers: Vec<Server<'a>>,
+    classes: Vec<Class<'a>>,
+}
+
+/// One server in `/status`: its routing state and its totals, side by side.
+#[derive(Serialize)]
+struct Server<'a> {
+    address: &'a str,
+    /// The name the fleet gave it (`worker-1`...), `null` for a server given by address.
+    name: Option<&'a str>,
+    up: bool,
+    reason: &'a str,
+    entries: u64,
+    errors: u64,
+    in_flight: usize,
+    max_in_flight: usize,
+    bound: Option<usize>,
+    /// Seconds since the last probe ended, `null` before the first.
+    last_probe: Option<f64>,
+    retiring: bool,
+    requests: u64,
+    successes: u64,
+    failures: u64,
+    bytes_to_server: u64,
+    bytes_to_client: u64,
+    avg_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Class<'a> {
+    key: &'a str,
+    weight: u32,
+    in_flight: usize,
+    queued: usize,
+    served: u64,
 }
 
 /// The `/status` document: the dispatcher's state, every server (with its totals) and every
-/// active client class. Keys are stable; see issue #4 and issue #7.
+/// active client class, one line.
 pub fn json(v: &View) -> String {
-    let mut out = String::with_capacity(256 + 400 * v.servers.len() + 100 * v.classes.len());
-    let _ = write!(
-        out,
-        "{{\"limit\":{},\"in_flight\":{},\"queued\":{},\"queue_max\":{},\"rate\":{},\"burst\":{},\
-         \"balance\":{},\"mode\":{},\"served\":{},\"rejected\":{},\"abandoned\":{},\"uptime_s\":{},\"servers\":[",
-        v.limit,
-        v.in_flight,
-        v.queued,
-        v.queue_max,
-        v.rate.map_or_else(|| "null".into(), json_number),
-        v.burst,
-        json_string(v.balance),
-        json_string(v.mode),
-        v.served,
-        v.rejected,
-        v.abandoned,
-        json_number(v.uptime.as_secs_f64()),
-    );
-    for (i, s) in v.servers.iter().enumerate() {
-        let t = &s.totals;
-        let _ = write!(
-            out,
-            "{}{{\"address\":{},\"up\":{},\"reason\":{},\"entries\":{},\"errors\":{},\"in_flight\":{},\
-             \"max_in_flight\":{},\"bound\":{},\"last_probe\":{},\"retiring\":{},\"requests\":{},\
-             \"successes\":{},\"failures\":{},\"bytes_to_server\":{},\"bytes_to_client\":{},\"avg_ms\":{}}}",
-            if i > 0 { "," } else { "" },
-            json_string(&s.address),
-            s.up,
-            json_string(&s.reason),
-            s.entries,
-            s.errors,
-            s.in_flight,
-            s.max_in_flight,
-            opt(s.bound),
-            s.last_probe_ago.map_or_else(|| "null".into(), json_number),
-            s.retiring,
-            t.requests,
-            t.successes,
-            t.failures,
-            t.bytes_to_server,
-            t.bytes_to_client,
-            json_number(t.avg_ms()),
-        );
-    }
-    out.push_str("],\"classes\":[");
-    for (i, c) in v.classes.iter().enumerate() {
-        let _ = write!(
-            out,
-            "{}{{\"key\":{},\"weight\":{},\"in_flight\":{},\"queued\":{},\"served\":{}}}",
-            if i > 0 { "," } else { "" },
-            json_string(&c.key),
-            c.weight,
-            c.in_flight,
-            c.queued,
-            c.served,
-        );
-    }
-    out.push_str("]}\n");
-    out
+    let doc = Status {
+        limit: v.limit,
+        in_flight: v.in_flight,
+        queued: v.queued,
+        queue_max: v.queue_max,
+        rate: v.rate,
+        burst: v.burst,
+        balance: v.balance,
+        served: v.served,
+        rejected: v.rejected,
+        abandoned: v.abandoned,
+        mode: v.mode,
+        uptime_s: thousandths(v.uptime.as_secs_f64()),
+        servers: v.servers.iter().map(server).collect(),
+        classes: v
+            .classes
+            .iter()
+            .map(|c| Class {
+                key: &c.key,
+                weight: c.weight,
+                in_flight: c.in_flight,
+                queued: c.queued,
+                served: c.served,
+            })
+            .collect(),
+    };
+    to_string(&doc) + "\n"
 }
 
-/// `GET /worker/stats` in the original fleet's shape: four arrays, each `{"total": n}` then one
-/// `{"NAME": n}` per server (NAME is the server's address). The total average response time is
-/// weighted by requests (all time over all requests), not a mean of the servers' means.
+fn server(s: &ServerView) -> Server<'_> {
+    let t = &s.totals;
+    Server {
+        address: &s.address,
+        name: s.name.as_deref(),
+        up: s.up,
+        reason: &s.reason,
+        entries: s.entries,
+        errors: s.errors,
+        in_flight: s.in_flight,
+        max_in_flight: s.max_in_flight,
+        bound: s.bound,
+        last_probe: s.last_probe_ago.map(thousandths),
+        retiring: s.retiring,
+        requests: t.requests,
+        successes: t.successes,
+        failures: t.failures,
+        bytes_to_server: t.bytes_to_server,
+        bytes_to_client: t.bytes_to_client,
+        avg_ms: thousandths(t.avg_ms()),
+    }
+}
+
+/// `GET /worker/stats` in the original fleet's shape (`crate::common::worker_stats`), one entry
+/// per server named by its address, one line.
 pub fn worker_stats(v: &View) -> String {
-    let sum = v.servers.iter().fold(ServerTotals::default(), |mut acc, s| {
-        acc.requests += s.totals.requests;
-        acc.successes += s.totals.successes;
-        acc.failures += s.totals.failures;
-        acc.time_sum_us += s.totals.time_sum_us;
-        acc
-    });
-    let array = |total: String, each: &dyn Fn(&ServerTotals) -> String| {
-        let mut a = format!("[{{\"total\":{total}}}");
-        for s in &v.servers {
-            let _ = write!(a, ",{{{}:{}}}", json_string(&s.address), each(&s.totals));
-        }
-        a.push(']');
-        a
-    };
-    format!(
-        "{{\"SuccessfulRequests\":{},\"FailedRequests\":{},\"TotalRequests\":{},\"AverageResponseTime\":{}}}\n",
-        array(sum.successes.to_string(), &|t| t.successes.to_string()),
-        array(sum.failures.to_string(), &|t| t.failures.to_string()),
-        array(sum.requests.to_string(), &|t| t.requests.to_string()),
-        array(json_number(sum.avg_ms()), &|t| json_number(t.avg_ms())),
-    )
+    let doc = WorkerStats::new(v.servers.iter().map(|s| {
+        let t = &s.totals;
+        (s.address.as_str(), Counts { successful: t.successes, failed: t.failures, time_sum_us: t.time_sum_us })
+    }));
+    to_string(&doc) + "\n"
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::stats::{ClassView, ServerView};
+    use crate::balancer::stats::{ClassView, ServerTotals};
     use serde_json::Value;
     use std::time::Duration;
 
@@ -139,6 +166,7 @@ mod tests {
             servers: vec![
                 ServerView {
                     address: "127.0.0.1:9001".into(),
+                    name: Some("worker-1".into()),
                     up: true,
                     entries: 2,
                     in_flight: 2,
@@ -167,24 +195,6 @@ mod tests {
     }
 
     #[test]
-    fn strings_are_escaped() {
-        let s = "a\"b\\c\nd\te\u{0}f\u{1f}g\u{7f}h\u{2028}é";
-        let parsed: String = serde_json::from_str(&json_string(s)).unwrap();
-        assert_eq!(parsed, s);
-        assert_eq!(json_string("plain"), "\"plain\"");
-    }
-
-    #[test]
-    fn numbers() {
-        assert_eq!(json_number(2.5), "2.5");
-        assert_eq!(json_number(3.0), "3");
-        assert_eq!(json_number(0.1234567), "0.123");
-        assert_eq!(json_number(-0.0001), "0");
-        assert_eq!(json_number(f64::NAN), "null");
-        assert_eq!(json_number(f64::INFINITY), "null");
-    }
-
-    #[test]
     fn status_has_every_field() {
         let v: Value = serde_json::from_str(&json(&sample())).unwrap();
         assert_eq!(v["limit"], 4);
@@ -199,6 +209,7 @@ mod tests {
         assert_eq!(v["uptime_s"], 12.345);
         let s0 = &v["servers"][0];
         assert_eq!(s0["address"], "127.0.0.1:9001");
+        assert_eq!(s0["name"], "worker-1");
         assert_eq!(s0["up"], true);
         assert_eq!(s0["reason"], "");
         assert_eq!(s0["entries"], 2);
@@ -215,6 +226,7 @@ mod tests {
         assert_eq!(s0["bytes_to_client"], 5000);
         assert_eq!(s0["avg_ms"], 20.0);
         let s1 = &v["servers"][1];
+        assert_eq!(s1["name"], Value::Null);
         assert_eq!(s1["reason"], "connect: \"refused\"\n\tagain\u{1}");
         assert_eq!(s1["bound"], Value::Null);
         assert_eq!(s1["last_probe"], Value::Null);
@@ -225,8 +237,10 @@ mod tests {
         assert_eq!(v["classes"][1]["queued"], 2);
         assert_eq!(v["classes"][1]["served"], 30);
         let object_keys = |o: &Value| o.as_object().unwrap().len();
-        assert_eq!(object_keys(&v), 12);
-        assert_eq!(object_keys(s0), 16);
+        assert_eq!(object_keys(&v), 14);
+        assert_eq!((v["mode"].as_str(), v["abandoned"].as_u64()), (Some("tcp"), Some(0)));
+        assert_eq!(object_keys(s0), 17);
+        assert_eq!(object_keys(s1), 17);
         assert_eq!(object_keys(&v["classes"][0]), 5);
     }
 
@@ -239,8 +253,25 @@ mod tests {
     }
 
     #[test]
+    fn status_floats_are_rounded_and_non_finite_ones_null() {
+        let mut view = sample();
+        view.uptime = Duration::from_nanos(1_234_567_891);
+        view.servers[0].last_probe_ago = Some(f64::NAN);
+        view.servers[1].last_probe_ago = Some(f64::INFINITY);
+        let text = json(&view);
+        assert!(text.ends_with("}\n") && text.lines().count() == 1, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["uptime_s"], 1.235);
+        assert_eq!(v["servers"][0]["last_probe"], Value::Null);
+        assert_eq!(v["servers"][1]["last_probe"], Value::Null);
+        assert!(text.contains("\"avg_ms\":20.0,") || text.contains("\"avg_ms\":20.0}"), "{text}");
+    }
+
+    #[test]
     fn worker_stats_in_the_fleet_shape() {
-        let v: Value = serde_json::from_str(&worker_stats(&sample())).unwrap();
+        let text = worker_stats(&sample());
+        assert!(text.ends_with("}\n"), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             v["SuccessfulRequests"],
             serde_json::json!([{"total": 39}, {"127.0.0.1:9001": 9}, {"[::1]:9002": 30}])
@@ -250,9 +281,9 @@ mod tests {
         // (10 * 20 ms + 30 * 40 ms) / 40 requests = 35 ms, not the mean of means (30 ms).
         assert_eq!(
             v["AverageResponseTime"],
-            serde_json::json!([{"total": 35}, {"127.0.0.1:9001": 20}, {"[::1]:9002": 40}])
+            serde_json::json!([{"total": 35.0}, {"127.0.0.1:9001": 20.0}, {"[::1]:9002": 40.0}])
         );
         let empty: Value = serde_json::from_str(&worker_stats(&View::default())).unwrap();
-        assert_eq!(empty["AverageResponseTime"], serde_json::json!([{"total": 0}]));
+        assert_eq!(empty["AverageResponseTime"], serde_json::json!([{"total": 0.0}]));
     }
 }
