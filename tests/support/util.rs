@@ -373,7 +373,7 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 /// Starts `loadbalancer ARGS...` as given (port and servers come from `--config` or `ARGS`) and
-/// waits for its start-up summary (`bridging at most`), which follows every `listening on`
+/// waits for its start-up summary (`mode: at most`), which follows every `listening on`
 /// line. Lines of spawned backends share its stderr, so only the balancer's own lines count.
 /// `port` is the first listener, `admin` the admin port if there is one.
 pub fn balancer_with(args: &[&str]) -> Lb {
@@ -381,7 +381,7 @@ pub fn balancer_with(args: &[&str]) -> Lb {
     proc.wait_line(&format!("loadbalancer[{}] ", proc.pid), Duration::from_secs(10));
     let own = format!("loadbalancer[{}] ", proc.pid);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !own_lines(&proc).iter().any(|l| l.contains("bridging at most")) {
+    while !own_lines(&proc).iter().any(|l| l.contains(" mode: at most ")) {
         let left = deadline.saturating_duration_since(Instant::now());
         proc.wait_line(&own, left.max(Duration::from_millis(1)));
     }
