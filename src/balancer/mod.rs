@@ -2,7 +2,7 @@
 //! place that knows every thread kind and how they are wired.
 //!
 //! Threads: the main thread accepts (`accept::Acceptor`), N workers bridge (`worker::Pool`),
-//! one thread probes (`health::Health`), one serves the admin endpoint (`admin::Admin`).
+//! one thread probes (`sched::ProbeThread`, running `health` rounds), one serves the admin endpoint (`admin::Admin`).
 
 pub mod accept;
 pub mod admin;
@@ -10,11 +10,13 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod file;
+pub mod gate;
 pub mod health;
 pub mod http;
 pub mod queue;
 pub mod sched;
 pub mod select;
+pub mod shortage;
 pub mod stats;
 pub mod store;
 pub mod supervisor;
@@ -24,8 +26,7 @@ use self::accept::{Acceptor, Closer, Signals};
 use self::admin::Admin;
 use self::cli::Args;
 use self::config::{Config, Layer};
-use self::health::Health;
-use self::sched::Dispatcher;
+use self::sched::{Dispatcher, ProbeThread};
 use self::stats::Stats;
 use self::store::{Store, spawn_writer};
 use self::supervisor::{Supervisor, backend_exe};
@@ -100,8 +101,8 @@ pub fn run(args: Args) -> Result<(), RunError> {
     let closer = Arc::new(Closer::new(Arc::clone(&waker)));
     let pool = Arc::new(Pool::new(Arc::clone(&dispatcher), Arc::clone(&closer)));
     pool.ensure(config.limit).map_err(|e| RunError::Runtime(format!("cannot start worker threads: {e}")))?;
-    let health = Health { dispatcher: Arc::clone(&dispatcher) };
-    spawn("health", move || health.run())?;
+    let probes = ProbeThread { dispatcher: Arc::clone(&dispatcher) };
+    spawn("health", move || probes.run())?;
     if let Some(listener) = admin_listener {
         if let Ok(a) = listener.local_addr() {
             crate::info!("admin on http://{a}/");
