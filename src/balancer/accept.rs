@@ -13,19 +13,29 @@
 //! drain), and the sockets above. Its timeout is the earliest deadline among pending clients,
 //! lingering sockets, the waiting room's next queue timeout and the drain; there is no
 //! periodic tick.
+//!
+//! Descriptors: every client this thread takes holds one, and the workers need theirs for
+//! server connections and pipes. So accepting *pauses* (the listeners leave the `poll`, and
+//! clients wait in the kernel's backlog) when `accept` fails for want of room (EMFILE,
+//! ENFILE, ENOBUFS, ENOMEM), when an accepted client's descriptor reaches into the room kept
+//! for the workers (`reserved`), and while a worker waits for a descriptor. It resumes on the
+//! next wake-up (a descriptor freed, a socket handed over, a client gone) or after
+//! `shortage::RETRY`, never by spinning; the episode is logged once (`shortage.rs`). See:
+//! issue 11 (defect 5).
 
 use crate::balancer::bridge::poll_timeout;
 use crate::balancer::config::{Config, Mode};
 use crate::balancer::http;
 use crate::balancer::park::{self, Lot, Turn};
 use crate::balancer::sched::{Dispatcher, Job};
+use crate::balancer::shortage;
 use crate::balancer::watch::{Kind, Watch};
 use crate::common::sys::Waker;
 use nix::poll::{PollFd, PollFlags, poll};
 use parking_lot::Mutex;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -104,6 +114,18 @@ impl Acceptor {
         let mut pending: Vec<Waiting> = Vec::new();
         let mut lingering: Vec<Waiting> = Vec::new();
         let mut drain_deadline: Option<Instant> = None;
+        // Accepting is paused until then at the latest (see the module doc).
+        let mut paused: Option<Instant> = None;
+        // The last client's descriptor was in the upper half of the room for clients: look
+        // before each accept (see `accept_all`).
+        let mut tight = false;
+        let nofile = match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+            Ok((soft, _)) => soft,
+            Err(e) => {
+                crate::warn!("cannot read the open-file limit: {e}; no room is kept for server connections");
+                u64::MAX
+            }
+        };
         for l in &self.listeners {
             if let Err(e) = l.set_nonblocking(true) {
                 crate::error!("internal: listener {:?}: {e}", l.local_addr());
@@ -154,6 +176,18 @@ impl Acceptor {
                 crate::warn!("client {}: waited too long for a slot; answering 503", job.peer);
                 lingering.push(answer_here(job.client, job.peer, http::UNAVAILABLE));
             }
+            // A worker waiting for a descriptor gets the next one freed, not a new client.
+            let shortage = &self.dispatcher.shortage;
+            if paused.is_none() && shortage.workers_waiting() {
+                shortage.pause_accept("a worker waits for a descriptor");
+                paused = Some(now + shortage::RETRY);
+            }
+            if let Some(retry) = paused
+                && retry <= now
+            {
+                paused = Some(now + shortage::RETRY);
+            }
+            let accepting = paused.is_none();
             let deadline = [
                 pending.iter().map(|w| w.deadline).min(),
                 lingering.iter().map(|w| w.deadline).min(),
@@ -161,6 +195,7 @@ impl Acceptor {
                 next_parked,
                 next_idle_conn,
                 drain_deadline,
+                paused,
             ]
             .into_iter()
             .flatten()
@@ -169,7 +204,9 @@ impl Acceptor {
             let mut fds: Vec<PollFd> = Vec::with_capacity(1 + self.listeners.len() + pending.len() + lingering.len());
             fds.push(PollFd::new(self.waker.read.as_fd(), PollFlags::POLLIN));
             fds.push(PollFd::new(self.dispatcher.watch.fd(), PollFlags::POLLIN));
-            fds.extend(self.listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
+            if accepting {
+                fds.extend(self.listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
+            }
             fds.extend(pending.iter().map(|w| PollFd::new(w.stream.as_fd(), PollFlags::POLLIN)));
             fds.extend(lingering.iter().map(|w| PollFd::new(w.stream.as_fd(), PollFlags::POLLIN)));
             let timeout = deadline
@@ -186,7 +223,7 @@ impl Acceptor {
             let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
             drop(fds);
             let (wake, rest) = ready.split_at(2);
-            let (lis_ready, rest) = rest.split_at(self.listeners.len());
+            let (lis_ready, rest) = rest.split_at(if accepting { self.listeners.len() } else { 0 });
             let (pend_ready, ling_ready) = rest.split_at(pending.len());
 
             // Lingering sockets: discard what arrives, close at EOF or error.
@@ -226,10 +263,24 @@ impl Acceptor {
             if wake[1] {
                 self.watched(&park_t, &mut lingering);
             }
-            for (idx, ready) in lis_ready.iter().enumerate() {
-                if *ready {
-                    self.accept_all(idx, &config, &mut pending, &mut lingering);
+            // Paused: every wake-up is a chance that a descriptor was freed; try once more
+            // unless a worker waits for one.
+            let resuming = paused.is_some() && !self.dispatcher.shortage.workers_waiting();
+            if resuming {
+                paused = None;
+            }
+            let room = nofile.saturating_sub(reserved(nofile, &config));
+            for idx in 0..self.listeners.len() {
+                if paused.is_none() && (resuming || lis_ready.get(idx).copied().unwrap_or(false)) {
+                    let accepted = self.accept_all(idx, &config, room, &mut tight, &mut pending, &mut lingering);
+                    if let Err(why) = accepted {
+                        self.dispatcher.shortage.pause_accept(&why);
+                        paused = Some(Instant::now() + shortage::RETRY);
+                    }
                 }
+            }
+            if resuming && paused.is_none() {
+                self.dispatcher.shortage.resume_accept();
             }
         }
         // The drain is over: answer whoever still waits, and close the rest.
@@ -240,11 +291,42 @@ impl Acceptor {
         }
     }
 
-    fn accept_all(&mut self, idx: usize, config: &Config, pending: &mut Vec<Waiting>, lingering: &mut Vec<Waiting>) {
+    /// Accepts what waits on listener `idx`, until the backlog is empty (`Ok`) or there is no
+    /// room for more (`Err` with why: accepting must pause).
+    ///
+    /// Clients get descriptors below `room`; those above are kept for server connections.
+    /// Descriptors are handed out lowest first, so a client's number says how full the table
+    /// is below it. Once a client's number is in the upper half of the room (`tight`), each
+    /// accept is preceded by a look at the lowest free number (a duplicate, closed at once),
+    /// so no client ever takes one at or above `room`: two more calls per client, only while
+    /// the table is that full.
+    fn accept_all(
+        &mut self,
+        idx: usize,
+        config: &Config,
+        room: u64,
+        tight: &mut bool,
+        pending: &mut Vec<Waiting>,
+        lingering: &mut Vec<Waiting>,
+    ) -> Result<(), String> {
         loop {
+            if *tight {
+                match self.listeners[idx].try_clone() {
+                    Ok(probe) if probe.as_raw_fd() as u64 >= room => {
+                        return Err(format!(
+                            "descriptors below {room} are all in use; those above are kept for server connections"
+                        ));
+                    }
+                    Ok(_) => {} // closed here: the accept below takes that number
+                    Err(e) if shortage::is_ours(&e) => return Err(format!("accept: {e}")),
+                    Err(e) => crate::debug!("internal: cannot look for a free descriptor: {e}"),
+                }
+            }
             match accept_nonblocking(&self.listeners[idx]) {
                 Ok((stream, peer)) => {
                     crate::debug!("client {peer}: accepted");
+                    let fd = stream.as_raw_fd() as u64;
+                    *tight = fd.saturating_mul(2) >= room;
                     if config.mode == Mode::Http {
                         let turn = self.lot.arrive(stream, peer, Vec::new(), true, &park_timeouts(config));
                         self.turn(turn, lingering);
@@ -253,14 +335,17 @@ impl Acceptor {
                     } else {
                         self.admit(stream, peer, pending, lingering, config.client_timeout);
                     }
+                    if fd >= room {
+                        // Another thread filled the table since the last look.
+                        return Err(format!(
+                            "descriptor {fd} went to a client; those from {room} up are kept for server connections"
+                        ));
+                    }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
-                    // Out of descriptors: leave the rest in the backlog until one frees.
-                    crate::error!("internal: accept: {e}");
-                    return;
-                }
+                // Out of room: leave the rest in the backlog until a descriptor is freed.
+                Err(e) if shortage::is_ours(&e) => return Err(format!("accept: {e}")),
                 Err(e) => {
                     crate::debug!("client: accept failed: {e}");
                 }
@@ -346,6 +431,15 @@ impl Acceptor {
 /// The timeouts of parked connections, from the running configuration.
 fn park_timeouts(config: &Config) -> park::Timeouts {
     park::Timeouts { idle: config.keep_alive_timeout, request: config.client_timeout }
+}
+
+/// Descriptors kept free for what is not a client, out of the open-file limit `nofile`: per
+/// worker (slot) its server socket and two splice pipes, per server two probe sockets, and a
+/// margin for the admin endpoint, the stats file and the like. At most half the limit, so
+/// clients always have the other half.
+fn reserved(nofile: u64, config: &Config) -> u64 {
+    let want = 5 * config.limit as u64 + 2 * config.servers.len() as u64 + 32;
+    want.min(nofile / 2)
 }
 
 /// Accepts a client on a socket that is non-blocking from the start, as the waiting below and

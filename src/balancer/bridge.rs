@@ -198,7 +198,13 @@ impl<'a> Half<'a> {
 
     fn splice_in(&mut self) -> io::Result<usize> {
         if self.store.pipe.is_none() {
-            self.store.pipe = Some(SplicePipe::new()?);
+            match SplicePipe::new() {
+                Ok(pipe) => self.store.pipe = Some(pipe),
+                // Out of descriptors: copy through the buffer instead. Slower, never a failure,
+                // and never blamed on either side. See: issue 11 (defect 5).
+                Err(e) if crate::balancer::shortage::is_ours(&e) => return self.copy_in(),
+                Err(e) => return Err(e),
+            }
         }
         let Some(pipe) = self.store.pipe.as_ref() else { return Ok(0) };
         let n = sys::splice(self.src, &pipe.write, pipe.capacity)?;

@@ -1,52 +1,54 @@
-//! Probe rounds: every server is asked `GET /healthcheck`, and the counts go to the dispatcher.
+//! Probe rounds: every server of a round is asked `GET /healthcheck`, and the round returns
+//! what each answered. A leaf: it knows sockets and HTTP, not the dispatcher; whoever runs a
+//! round applies its results (`Dispatcher`, which alone owns the server table and the gate).
 //!
-//! Rounds run at startup before any client is routed, after every R dispatched connections,
-//! after a reload adds servers, and 5 s after the previous round ended (see `Dispatcher` for
-//! who runs which). All servers, up or down, are probed in parallel: non-blocking sockets
-//! under one `poll` on the thread that runs the round, so a silent server costs the round at
-//! most the 2 s probe timeout, not 2 s per server, and a round costs no thread start-up. A
-//! round comes in two halves, `Round::start` (send) and `Round::finish` (read and apply), so
-//! the round after the R-th dispatch is sent at once and read by whoever next needs a routing
-//! decision. A server is up only after a complete `200` reply whose body is
-//! `<errors>\n<entries>`; anything else (refused, timed out, other status, short or malformed
-//! body) makes it down, with the reason logged when its state flips.
+//! All servers of a round are probed in parallel: non-blocking sockets under one `poll` on
+//! the thread that runs the round, so a silent server costs the round at most the 2 s probe
+//! timeout, not 2 s per server, and a round costs no thread start-up. A round comes in two
+//! halves, `Round::start` (send, never blocks) and `Round::collect` (read), so the round after
+//! the R-th dispatch is sent at once and read by whoever next needs a routing decision. A
+//! server is up only after a complete `200` reply whose body is `<errors>\n<entries>`;
+//! anything else (refused, timed out, other status, short or malformed body) makes it down.
+//! A failure of our own (no descriptor for the probe's socket, a failed `poll`) says nothing
+//! about the server: it is `ProbeResult::Internal`, and the server keeps its state.
 
 use crate::balancer::bridge::poll_timeout;
 use crate::balancer::config::{CONNECT_TIMEOUT, PROBE_TIMEOUT};
 use crate::balancer::http;
-use crate::balancer::sched::{Dispatcher, ProbeResult};
+use crate::balancer::shortage;
 use nix::poll::{PollFd, PollFlags, poll};
 use socket2::{Domain, Socket, Type};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::time::Instant;
 
-pub struct Health {
-    pub dispatcher: Arc<Dispatcher>,
+/// One server's probe outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// A complete `200` with the server's counts.
+    Up { errors: u64, entries: u64 },
+    /// The server's fault: refused, timed out, a bad or short reply (the reason).
+    Down(String),
+    /// Our own failure (out of descriptors, `poll` failed): nothing is known of the server.
+    Internal(String),
 }
 
-impl Health {
-    pub fn run(self) {
-        while let Some(round) = self.dispatcher.next_round() {
-            round.finish(&self.dispatcher);
+impl std::fmt::Display for ProbeResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeResult::Up { errors, entries } => write!(f, "up, errors={errors} entries={entries}"),
+            ProbeResult::Down(why) => write!(f, "down: {why}"),
+            ProbeResult::Internal(why) => write!(f, "not probed: internal: {why}"),
         }
     }
 }
 
-/// Runs round `round` over `addrs` from start to end. Called by the probe thread, or by a
-/// worker waiting for the gate (see `Dispatcher::take`).
-pub fn run_round(dispatcher: &Dispatcher, round: u64, addrs: Vec<SocketAddr>) {
-    Round::start(round, &addrs, &dispatcher.probe_conns).finish(dispatcher);
-}
-
 /// A round in progress: every server's probe has been sent where its connection allowed, and
-/// the replies are read by `finish`. Split in two so that the worker whose dispatch calls for
+/// the replies are read by `collect`. Split in two so that the worker whose dispatch calls for
 /// a round can send it at once and go on bridging, while the replies arrive; whoever needs
 /// the next routing decision reads them (see `Dispatcher::take`).
 pub struct Round {
-    number: u64,
     probes: Vec<Probe>,
     deadline: Instant,
     connect_deadline: Instant,
@@ -54,14 +56,14 @@ pub struct Round {
 
 impl std::fmt::Debug for Round {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Round").field("number", &self.number).field("probes", &self.probes.len()).finish()
+        f.debug_struct("Round").field("probes", &self.probes.len()).finish()
     }
 }
 
 impl Round {
-    /// Starts round `number`: connects where no kept connection exists, and sends the request
-    /// on every connection that is ready for it. Never blocks.
-    pub fn start(number: u64, addrs: &[SocketAddr], idle: &Idle) -> Round {
+    /// Starts a round over `addrs`: connects where no kept connection exists, and sends the
+    /// request on every connection that is ready for it. Never blocks.
+    pub fn start(addrs: &[SocketAddr], idle: &Idle) -> Round {
         let start = Instant::now();
         let mut kept = idle.take(addrs);
         let mut probes: Vec<Probe> = addrs
@@ -74,12 +76,7 @@ impl Round {
         for p in probes.iter_mut().filter(|p| p.result.is_none() && p.stage == Stage::Sending) {
             p.send();
         }
-        Round {
-            number,
-            probes,
-            deadline: start + PROBE_TIMEOUT,
-            connect_deadline: start + CONNECT_TIMEOUT.min(PROBE_TIMEOUT),
-        }
+        Round { probes, deadline: start + PROBE_TIMEOUT, connect_deadline: start + CONNECT_TIMEOUT.min(PROBE_TIMEOUT) }
     }
 
     /// Probes `addr` again within this round's deadlines (extended to count from now): its
@@ -103,42 +100,10 @@ impl Round {
         }
     }
 
-    /// Waits for every reply (or the deadlines), hands the results to the dispatcher, and
-    /// logs them.
-    pub fn finish(self, dispatcher: &Dispatcher) {
-        let round = self.number;
-        let results = self.collect(&dispatcher.probe_conns);
-        let lines: Vec<String> = if crate::common::log::enabled(crate::common::log::Level::Debug) {
-            results
-                .iter()
-                .map(|(addr, r)| match r {
-                    ProbeResult::Up { errors, entries } => {
-                        format!("probe {addr}: up, errors={errors} entries={entries}")
-                    }
-                    ProbeResult::Down(why) => format!("probe {addr}: down: {why}"),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        // Applied before it is logged, so a log line means the counts are in use.
-        let flips = dispatcher.finish_round(round, results);
-        for line in lines {
-            crate::debug!("{line}");
-        }
-        for flip in flips {
-            if flip.up {
-                crate::info!("server {} is up", flip.addr);
-            } else {
-                crate::warn!("server: {} is down: {}", flip.addr, flip.reason);
-            }
-        }
-    }
-
     /// Drives every probe to its result under one `poll`, on this thread: the round ends when
     /// the last server has answered (or at the 2 s deadline). Results in the order of the
     /// addresses the round started with; kept-alive connections go back to `idle`.
-    fn collect(mut self, idle: &Idle) -> Vec<(SocketAddr, ProbeResult)> {
+    pub fn collect(mut self, idle: &Idle) -> Vec<(SocketAddr, ProbeResult)> {
         let probes = &mut self.probes;
         loop {
             // A probe without a result always has its socket; the filter just says so.
@@ -158,7 +123,7 @@ impl Round {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     for i in &live {
-                        probes[*i].result = Some(ProbeResult::Down(format!("internal: poll: {e}")));
+                        probes[*i].result = Some(ProbeResult::Internal(format!("poll: {e}")));
                     }
                     break;
                 }
@@ -193,7 +158,7 @@ impl Round {
             {
                 keep.push((p.addr, sock));
             }
-            results.push((p.addr, p.result.unwrap_or_else(|| ProbeResult::Down("internal: no result".into()))));
+            results.push((p.addr, p.result.unwrap_or_else(|| ProbeResult::Internal("no result".into()))));
         }
         idle.put(keep);
         results
@@ -203,16 +168,28 @@ impl Round {
 /// Probe connections kept open between rounds, for servers that allow HTTP/1.1 keep-alive: a
 /// round then costs no TCP handshake and teardown (with `-R 5` one runs every five clients).
 /// Taken by whoever runs a round and given back after it; a server that closed its side
-/// meanwhile is probed again on a fresh connection, not called down.
+/// meanwhile is probed again on a fresh connection, not called down. Its own lock, held only
+/// to move entries in or out (sockets are closed after it is released).
 #[derive(Debug, Default)]
 pub struct Idle(parking_lot::Mutex<Vec<(SocketAddr, Socket)>>);
 
 impl Idle {
-    /// Takes the kept connections to `addrs`. Every round probes every server in the table, so
-    /// a connection to any other address belongs to a server a reload removed: it is closed.
+    /// Takes the kept connections to `addrs`; the others stay for the rounds that probe them.
     fn take(&self, addrs: &[SocketAddr]) -> Vec<(SocketAddr, Socket)> {
-        let all = std::mem::take(&mut *self.0.lock());
-        all.into_iter().filter(|(a, _)| addrs.contains(a)).collect()
+        let mut all = self.0.lock();
+        let (taken, rest) = std::mem::take(&mut *all).into_iter().partition(|(a, _)| addrs.contains(a));
+        *all = rest;
+        taken
+    }
+
+    /// Closes the kept connections to servers not in `known` (a reload removed them).
+    pub fn retain(&self, known: &[SocketAddr]) {
+        let mut all = self.0.lock();
+        let (keep, gone): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut *all).into_iter().partition(|(a, _)| known.contains(a));
+        *all = keep;
+        drop(all);
+        drop(gone);
     }
 
     fn put(&self, conns: Vec<(SocketAddr, Socket)>) {
@@ -248,9 +225,16 @@ struct Probe {
 impl Probe {
     fn start(addr: SocketAddr) -> Probe {
         let mut p = Probe::unconnected(addr);
-        let down = |e: io::Error| ProbeResult::Down(format!("connect failed: {e}"));
+        // A shortage of our own (no descriptor, no buffer) is not the server's fault.
+        let down = |e: io::Error| {
+            if shortage::is_ours(&e) {
+                ProbeResult::Internal(format!("connect: {e}"))
+            } else {
+                ProbeResult::Down(format!("connect failed: {e}"))
+            }
+        };
         match Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), None) {
-            Err(e) => p.result = Some(ProbeResult::Down(format!("internal: socket: {e}"))),
+            Err(e) => p.result = Some(ProbeResult::Internal(format!("socket: {e}"))),
             Ok(s) => match s.connect(&addr.into()) {
                 Ok(()) => {
                     p.stage = Stage::Sending;

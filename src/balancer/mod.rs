@@ -2,7 +2,7 @@
 //! place that knows every thread kind and how they are wired.
 //!
 //! Threads: the main thread accepts (`accept::Acceptor`), N workers bridge (`worker::Pool`),
-//! one thread probes (`health::Health`), one serves the admin endpoint (`admin::Admin`).
+//! one thread probes (`sched::ProbeThread`, running `health` rounds), one serves the admin endpoint (`admin::Admin`).
 
 pub mod accept;
 pub mod admin;
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod exchange;
 pub mod file;
+pub mod gate;
 pub mod health;
 pub mod http;
 pub mod park;
@@ -19,6 +20,7 @@ pub mod request;
 pub mod reuse;
 pub mod sched;
 pub mod select;
+pub mod shortage;
 pub mod stats;
 pub mod store;
 pub mod supervisor;
@@ -29,9 +31,8 @@ use self::accept::{Acceptor, Closer, Signals};
 use self::admin::Admin;
 use self::cli::Args;
 use self::config::{Config, Layer, Mode};
-use self::health::Health;
 use self::park::Lot;
-use self::sched::Dispatcher;
+use self::sched::{Dispatcher, ProbeThread};
 use self::stats::Stats;
 use self::store::{Store, spawn_writer};
 use self::supervisor::{Supervisor, backend_exe};
@@ -108,8 +109,8 @@ pub fn run(args: Args) -> Result<(), RunError> {
     let closer = Arc::new(Closer::new(Arc::clone(&waker)));
     let pool = Arc::new(Pool::new(Arc::clone(&dispatcher), Arc::clone(&closer)));
     pool.ensure(config.limit).map_err(|e| RunError::Runtime(format!("cannot start worker threads: {e}")))?;
-    let health = Health { dispatcher: Arc::clone(&dispatcher) };
-    spawn("health", move || health.run())?;
+    let probes = ProbeThread { dispatcher: Arc::clone(&dispatcher) };
+    spawn("health", move || probes.run())?;
     if let Some(listener) = admin_listener {
         if let Ok(a) = listener.local_addr() {
             crate::info!("admin on http://{a}/");

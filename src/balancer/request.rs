@@ -17,6 +17,7 @@ use crate::balancer::exchange::{self, Ending, Ends, Request, Upstream};
 use crate::balancer::http;
 use crate::balancer::park::BAD_REQUEST;
 use crate::balancer::sched::{Dispatcher, Failover, Route};
+use crate::balancer::shortage;
 use crate::balancer::stats::Exchange;
 use crate::balancer::worker::{connect, drain_server};
 use std::io::Write;
@@ -63,6 +64,8 @@ pub fn serve(
     let dispatched = Instant::now();
     let mut target = server;
     let mut fresh_only = false;
+    // Our own shortage made this request wait for a descriptor (see `shortage`).
+    let mut waited = false;
     let mut scratch = vec![0u8; 64 * 1024];
     loop {
         let Some(addr) = target else {
@@ -72,7 +75,24 @@ pub fn serve(
         let pooled = if fresh_only { None } else { dispatcher.reuse.take(addr) };
         let reused = pooled.is_some();
         let conn = match pooled.map_or_else(|| connect(addr, CONNECT_TIMEOUT), Ok) {
-            Ok(conn) => conn,
+            Ok(conn) => {
+                if waited {
+                    dispatcher.shortage.relieved();
+                    waited = false;
+                }
+                conn
+            }
+            Err(e) if shortage::is_ours(&e) => {
+                // Out of descriptors: our fault, not the server's (as in tcp mode): keep the
+                // slot, wait for a freed descriptor, give up at the queue timeout.
+                dispatcher.shortage.refused(&format!("connect to {addr}"), &e);
+                waited = true;
+                if !dispatcher.shortage.wait(dispatched + config.queue_timeout) {
+                    crate::warn!("client {peer}: no descriptor to reach a server in time; answering 503");
+                    return After::Answer(http::UNAVAILABLE);
+                }
+                continue;
+            }
             Err(e) => {
                 let reason = format!("connect failed: {e}");
                 crate::warn!("server: {addr} is down: {reason}; failing over");

@@ -1,5 +1,7 @@
 //! The dispatcher: owns the slots, the waiting room, the server table, the pacing bucket and
-//! the probe gate, and decides which waiting connection goes to which server, when.
+//! the probe gate, and decides which waiting connection goes to which server, when. It alone
+//! applies probe results: a round (`health::Round`) only sends and collects; when rounds run
+//! and what they hold is the pure state in `gate` (`Gate`, `Recovery`).
 //!
 //! # Locking
 //!
@@ -26,19 +28,25 @@
 //!   `Slot` release), under the same lock, so the per-server bound is exact in the same way.
 //! - Three condition variables share the mutex: `work` (idle workers: something may be
 //!   dispatchable), `busy_server` (a worker in failover waiting for a server below its bound),
-//!   `health` (the probe thread: a round is wanted, or the state is stopping).
+//!   `health` (the probe thread: a round is wanted, a server is down, or the state is
+//!   stopping).
+//! - A round is run with the lock released: it is taken out of (or started from) the state
+//!   under the lock, sent and collected without it, and its results applied under it again
+//!   (`finish_round`).
 //!
 //! Work conservation: every event that can make a dispatch possible (a push, a release, a
 //! round's end, a new limit or rate) notifies `work` (as many workers as could dispatch, so
 //! none wakes for nothing), and a worker that dispatched wakes one more while dispatchable
 //! work remains; a token not yet due becomes a timed wait.
 
-use crate::balancer::config::{Balance, Config, PROBE_PERIOD};
+use crate::balancer::config::{Balance, Config};
 use crate::balancer::exchange::Request;
-use crate::balancer::health::Round;
+use crate::balancer::gate::{Gate, Recovery, ReplyStarted};
+use crate::balancer::health::{Idle, ProbeResult, Round};
 use crate::balancer::queue::WaitingRoom;
 use crate::balancer::reuse::Reuse;
 use crate::balancer::select::{self, Candidate, Choice};
+use crate::balancer::shortage::Shortage;
 use crate::balancer::stats::{ServerStats, Stats, View};
 use crate::balancer::watch::Watch;
 use crate::common::sys::Waker;
@@ -129,20 +137,11 @@ struct State {
     served: u64,
     rejected: u64,
     abandoned: u64,
-    /// Dispatches since the last count-triggered round.
-    since_probe: u64,
-    /// Rounds started so far; a round's number is this value when it starts.
-    rounds_started: u64,
-    /// Dispatch is held until round number `gate` has finished (startup, every R, and a
-    /// reload that adds servers).
-    gate: Option<u64>,
-    /// The probe thread should start a round now (startup, new servers after a reload). The
-    /// round for the gate after R dispatches is sent by the R-th dispatch instead (`take`).
-    round_wanted: bool,
-    /// A round whose requests are out and whose replies nobody reads yet: started by the R-th
-    /// dispatch, finished by whoever next needs a routing decision (or the probe thread).
-    parked: Option<Round>,
-    last_round_end: Option<Instant>,
+    /// Dispatch is held until a gating round has finished (startup, every R, a reload that
+    /// adds servers); the round parked after the R-th dispatch lives here.
+    gate: Gate<Round>,
+    /// When the probe thread probes the servers that are down (they never hold the gate).
+    recovery: Recovery,
     phase: Phase,
 }
 
@@ -192,19 +191,21 @@ pub enum Failover {
     NoneLeft,
 }
 
-/// One server's probe outcome, reported by the probe thread.
-#[derive(Debug, Clone)]
-pub enum ProbeResult {
-    Up { errors: u64, entries: u64 },
-    Down(String),
+/// What a finished round was for: applying it opens the gate, or ends a recovery round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundKind {
+    /// Gating round number n: the servers up or not probed yet.
+    Gating(u64),
+    /// The servers that are down, probed by the probe thread; never gates.
+    Recovery,
 }
 
 /// A server that changed state in a probe round, for the log.
 #[derive(Debug)]
-pub struct Flip {
-    pub addr: SocketAddr,
-    pub up: bool,
-    pub reason: String,
+struct Flip {
+    addr: SocketAddr,
+    up: bool,
+    reason: String,
 }
 
 #[derive(Debug)]
@@ -216,7 +217,9 @@ pub struct Dispatcher {
     waker: Arc<Waker>,
     pub stats: Arc<Stats>,
     /// Probe connections kept between rounds (its own lock, never taken with `state`).
-    pub probe_conns: crate::balancer::health::Idle,
+    probe_conns: Idle,
+    /// Our own shortage of descriptors (its own lock, never taken with `state`).
+    pub shortage: Shortage,
     /// The epoll set of sockets waiting without a thread (see `watch`).
     pub watch: Arc<Watch>,
     /// Idle server connections for reuse, http mode (its own lock, never taken with `state`).
@@ -240,12 +243,8 @@ impl Dispatcher {
             served: 0,
             rejected: 0,
             abandoned: 0,
-            since_probe: 0,
-            rounds_started: 0,
-            gate: Some(0),
-            round_wanted: true,
-            parked: None,
-            last_round_end: None,
+            gate: Gate::new(),
+            recovery: Recovery::default(),
             phase: Phase::Running,
             config,
         };
@@ -254,6 +253,7 @@ impl Dispatcher {
             work: Condvar::new(),
             busy_server: Condvar::new(),
             health: Condvar::new(),
+            shortage: Shortage::new(Arc::clone(&waker)),
             waker,
             stats,
             probe_conns: Default::default(),
@@ -293,18 +293,21 @@ impl Dispatcher {
             if st.phase == Phase::Stopped {
                 return None;
             }
-            if st.gate.is_some() && !st.room.is_empty() {
+            if !st.gate.is_open() && !st.room.is_empty() {
                 // A client waits for the routing decision that the gate holds. Read the
                 // replies of a round already sent, or, if none is out, run one here, now,
                 // rather than wake the probe thread and sleep, which costs two hand-overs per
                 // round (with -R 5, one round every five clients).
-                if let Some(round) = st.parked.take() {
-                    MutexGuard::unlocked(&mut st, || round.finish(self));
+                if let Some((number, round)) = st.gate.unpark() {
+                    MutexGuard::unlocked(&mut st, || self.finish_round(RoundKind::Gating(number), round));
                     continue;
                 }
-                if gate_round_due(&st) {
-                    let (round, addrs) = begin_round(&mut st);
-                    MutexGuard::unlocked(&mut st, || crate::balancer::health::run_round(self, round, addrs));
+                if st.gate.needs_round() {
+                    let (number, addrs) = self.begin_gating(&mut st);
+                    MutexGuard::unlocked(&mut st, || {
+                        let round = Round::start(&addrs, &self.probe_conns);
+                        self.finish_round(RoundKind::Gating(number), round)
+                    });
                     continue;
                 }
             }
@@ -315,12 +318,12 @@ impl Dispatcher {
                     // connect: the servers answer while this client is being bridged, and the
                     // next routing decision finds the replies waiting instead of waiting a
                     // round trip to servers busy with our clients.
-                    let round = ticket.route.closed_gate.then(|| begin_round(&mut st));
+                    let round = ticket.route.closed_gate.then(|| self.begin_gating(&mut st));
                     drop(st);
                     if let Some((number, addrs)) = round {
-                        let round = Round::start(number, &addrs, &self.probe_conns);
+                        let round = Round::start(&addrs, &self.probe_conns);
                         let mut st = self.state.lock();
-                        st.parked = Some(round);
+                        st.gate.park(number, round);
                         let waiting = dispatchable(&st) > 0;
                         drop(st);
                         if waiting {
@@ -343,7 +346,7 @@ impl Dispatcher {
     /// One dispatch decision. `Err(Some(t))`: nothing before `t` (a token is due);
     /// `Err(None)`: nothing until something changes.
     fn try_dispatch(self: &Arc<Self>, st: &mut MutexGuard<'_, State>) -> Result<Ticket, Option<Instant>> {
-        if st.room.is_empty() || st.in_flight >= st.limit || st.gate.is_some() {
+        if st.room.is_empty() || st.in_flight >= st.limit || !st.gate.is_open() {
             return Err(None);
         }
         let choice = choose(st, &[]);
@@ -356,15 +359,11 @@ impl Dispatcher {
         let Some((class, job)) = st.room.pop_fair() else { return Err(None) };
         st.in_flight += 1;
         st.served += 1;
-        st.since_probe += 1;
-        if st.since_probe >= st.config.probe_every {
-            // The next routing decision waits for a round that starts after this one.
-            st.since_probe = 0;
-            // It is sent by this dispatch and read by the worker that needs the next routing
-            // decision (see `take` and `reply_started`).
-            st.gate = Some(st.rounds_started);
-        }
-        let closed_gate = st.since_probe == 0 && st.gate.is_some();
+        // The R-th: the next routing decision waits for a round that starts after this one.
+        // It is sent by this dispatch and read by the worker that needs the next routing
+        // decision (see `take` and `reply_started`).
+        let every = st.config.probe_every;
+        let closed_gate = st.gate.dispatched(every);
         let server = match choice {
             Choice::Server(i) => Some(reserve(st, i)),
             _ => None,
@@ -389,6 +388,10 @@ impl Dispatcher {
             s.up = false;
             s.reason = reason.to_string();
             self.busy_server.notify_all();
+            // Down now: from here on the probe thread probes it, in the background.
+            if st.recovery.ask() {
+                self.health.notify_one();
+            }
         }
         loop {
             match choose(&st, &slot.tried) {
@@ -415,15 +418,12 @@ impl Dispatcher {
     /// in flight.)
     pub fn reply_started(&self, addr: SocketAddr) {
         let mut st = self.state.lock();
-        if st.since_probe != 0 || st.phase != Phase::Running {
+        if st.phase != Phase::Running {
             return;
         }
-        let Some(mut round) = st.parked.take() else {
-            st.gate = Some(st.rounds_started);
-            return;
-        };
+        let ReplyStarted::Reprobe(number, mut round) = st.gate.reply_started() else { return };
         MutexGuard::unlocked(&mut st, || round.reprobe(addr));
-        st.parked = Some(round);
+        st.gate.park(number, round);
         let wake = dispatchable(&st) > 0;
         drop(st);
         if wake {
@@ -484,27 +484,50 @@ impl Dispatcher {
         (out, st.room.next_expiry(timeout))
     }
 
-    // ---- the probe thread's side ----
+    // ---- rounds: started here, run with the lock released, applied here ----
 
-    /// Blocks until a probe round is due (wanted, or 5 s after the last one), then starts it:
-    /// returns its number and the addresses to probe. `None` once stopped.
-    pub fn next_round(&self) -> Option<Round> {
+    /// Starts a gating round (under the lock): its number and the servers it probes, those up
+    /// or not probed yet. A server known to be down is left to a recovery round, and one is
+    /// asked for, so that under traffic it is probed as often as rounds run, in the background.
+    fn begin_gating(&self, st: &mut State) -> (u64, Vec<SocketAddr>) {
+        let number = st.gate.begin();
+        let addrs = st.servers.iter().filter(|s| !s.retiring && !is_recovering(s)).map(|s| s.addr).collect();
+        if st.servers.iter().any(is_recovering) && st.recovery.ask() {
+            self.health.notify_one();
+        }
+        (number, addrs)
+    }
+
+    /// Blocks until the probe thread has a round to run: a gating round (wanted, or 5 s after
+    /// the last one; a parked one first, its results are older) or a recovery round (some
+    /// server is down). `None` once stopped. Also closes the kept probe connections to servers
+    /// a reload removed.
+    pub fn next_round(&self) -> Option<(RoundKind, Round)> {
         let mut st = self.state.lock();
         loop {
             if st.phase == Phase::Stopped {
                 return None;
             }
-            let due = st.last_round_end.map(|t| t + PROBE_PERIOD);
-            if st.round_wanted || due.is_some_and(|d| Instant::now() >= d) {
-                // A round sent and not read yet comes first: its results are older.
-                if let Some(round) = st.parked.take() {
-                    return Some(round);
+            let now = Instant::now();
+            let gating = st.gate.due(now);
+            if gating.is_ok() {
+                if let Some((number, round)) = st.gate.unpark() {
+                    return Some((RoundKind::Gating(number), round));
                 }
-                let (number, addrs) = begin_round(&mut st);
+                let (number, addrs) = self.begin_gating(&mut st);
+                let known: Vec<SocketAddr> = st.servers.iter().filter(|s| !s.retiring).map(|s| s.addr).collect();
                 drop(st);
-                return Some(Round::start(number, &addrs, &self.probe_conns));
+                self.probe_conns.retain(&known);
+                return Some((RoundKind::Gating(number), Round::start(&addrs, &self.probe_conns)));
             }
-            match due {
+            let recovery = st.recovery.due(now, st.servers.iter().any(is_recovering));
+            if recovery.is_ok() {
+                st.recovery.begin();
+                let addrs: Vec<SocketAddr> = st.servers.iter().filter(|s| is_recovering(s)).map(|s| s.addr).collect();
+                drop(st);
+                return Some((RoundKind::Recovery, Round::start(&addrs, &self.probe_conns)));
+            }
+            match [gating.err().flatten(), recovery.err().flatten()].into_iter().flatten().min() {
                 Some(d) => {
                     self.health.wait_until(&mut st, d);
                 }
@@ -513,15 +536,50 @@ impl Dispatcher {
         }
     }
 
-    /// Applies a finished round: counts overwrite the local ones, up/down follow the results.
-    /// Opens the gate if this round was the one it waited for. Returns the servers that flipped.
-    pub fn finish_round(&self, round: u64, results: Vec<(SocketAddr, ProbeResult)>) -> Vec<Flip> {
+    /// Reads a started round to its end (with the lock released), applies it, and logs its
+    /// results (debug) and the servers that flipped, after they are applied: a logged count is
+    /// a count in use. Called by the probe thread, or by a worker waiting for the gate.
+    pub fn finish_round(&self, kind: RoundKind, round: Round) {
+        let results = round.collect(&self.probe_conns);
+        let lines: Vec<String> = if crate::common::log::enabled(crate::common::log::Level::Debug) {
+            results.iter().map(|(addr, r)| format!("probe {addr}: {r}")).collect()
+        } else {
+            Vec::new()
+        };
+        let short: Vec<(SocketAddr, String)> = results
+            .iter()
+            .filter_map(|(a, r)| match r {
+                ProbeResult::Internal(why) => Some((*a, why.clone())),
+                _ => None,
+            })
+            .collect();
+        let flips = self.apply_round(kind, results);
+        for line in lines {
+            crate::debug!("{line}");
+        }
+        for flip in flips {
+            if flip.up {
+                crate::info!("server {} is up", flip.addr);
+            } else {
+                crate::warn!("server: {} is down: {}", flip.addr, flip.reason);
+            }
+        }
+        // Our own failure: the servers keep their state; the shortage is logged per episode.
+        match short.first() {
+            Some((addr, why)) => self.shortage.refused(&format!("probe {addr}"), why),
+            None => self.shortage.relieved(),
+        }
+    }
+
+    /// Applies a finished round: counts overwrite the local ones, up/down follow the results
+    /// (an `Internal` result changes nothing). A gating round opens the gate if it was the
+    /// one the gate waited for. Returns the servers that flipped.
+    fn apply_round(&self, kind: RoundKind, results: Vec<(SocketAddr, ProbeResult)>) -> Vec<Flip> {
         let mut st = self.state.lock();
         let now = Instant::now();
         let mut flips = Vec::new();
         for (addr, result) in results {
             let Some(s) = st.servers.iter_mut().find(|s| s.addr == addr) else { continue };
-            s.last_probe = Some(now);
             let was_up = s.up;
             match result {
                 ProbeResult::Up { errors, entries } => {
@@ -534,14 +592,18 @@ impl Dispatcher {
                     s.up = false;
                     s.reason = reason;
                 }
+                ProbeResult::Internal(_) => continue,
             }
-            if was_up != s.up || (round == 0 && !s.up) {
+            s.last_probe = Some(now);
+            if was_up != s.up || (kind == RoundKind::Gating(0) && !s.up) {
                 flips.push(Flip { addr, up: s.up, reason: s.reason.clone() });
             }
         }
-        st.last_round_end = Some(now);
-        if st.gate.is_some_and(|g| g <= round) {
-            st.gate = None;
+        match kind {
+            RoundKind::Gating(number) => {
+                st.gate.finished(number, now);
+            }
+            RoundKind::Recovery => st.recovery.finished(now),
         }
         // Wake as many workers as can dispatch now, not all: a woken worker that finds nothing
         // to do costs two context switches, and with -R 5 a round ends every five clients.
@@ -582,11 +644,10 @@ impl Dispatcher {
         for c in &config.servers {
             if !st.servers.iter().any(|s| s.addr == c.addr) {
                 st.servers.push(new_server(c.addr, &stats));
-                st.round_wanted = true;
                 // As at startup, hold dispatch until a round has probed the new servers: they
                 // start down ("not probed yet"), and a reload that swaps every server would
                 // otherwise answer 500 to the clients that arrive before that round ends.
-                st.gate = Some(st.rounds_started);
+                st.gate.servers_added();
             }
         }
         st.limit = config.limit;
@@ -688,19 +749,11 @@ impl Dispatcher {
     }
 }
 
-/// A client waits for a routing decision that the gate holds, and no round that would open
-/// the gate has started yet.
-fn gate_round_due(st: &State) -> bool {
-    st.gate.is_some_and(|g| st.rounds_started <= g) && !st.room.is_empty()
-}
-
-/// Starts a round: its number and the addresses to probe. Whoever calls this runs the round
-/// and reports it with `finish_round`.
-fn begin_round(st: &mut State) -> (u64, Vec<SocketAddr>) {
-    st.round_wanted = false;
-    let round = st.rounds_started;
-    st.rounds_started += 1;
-    (round, st.servers.iter().filter(|s| !s.retiring).map(|s| s.addr).collect())
+/// A server probed and found down (by a probe or a failed connect): recovery rounds probe
+/// it, gating rounds leave it out. A server not probed yet is not in recovery: the gate waits
+/// for its first answer.
+fn is_recovering(s: &Server) -> bool {
+    !s.retiring && !s.up && s.last_probe.is_some()
 }
 
 /// How many workers could dispatch right now (an upper bound: a token or a server bound may
@@ -709,10 +762,9 @@ fn dispatchable(st: &State) -> usize {
     if st.phase == Phase::Stopped {
         return 0;
     }
-    if st.gate.is_some() {
+    if !st.gate.is_open() {
         // One worker to read the round the gate waits for, or to run it if nobody has.
-        let parked = st.parked.is_some() && !st.room.is_empty();
-        return usize::from(parked || gate_round_due(st));
+        return usize::from((st.gate.has_parked() || st.gate.needs_round()) && !st.room.is_empty());
     }
     st.room.len().min(st.limit.saturating_sub(st.in_flight))
 }
@@ -763,6 +815,21 @@ fn reserve(st: &mut State, i: usize) -> usize {
 /// `Config::class_of`).
 fn weight_of_block(config: &Config, key: &str) -> u32 {
     config.weights.iter().find(|(c, _)| c.to_string() == key).map(|(_, w)| *w).unwrap_or(1)
+}
+
+/// The probe thread: runs the rounds due at startup, after a reload, on the 5 s timer, and
+/// the recovery rounds of servers that are down; the gating rounds after R dispatches are
+/// sent and read by the workers (`Dispatcher::take`).
+pub struct ProbeThread {
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+impl ProbeThread {
+    pub fn run(self) {
+        while let Some((kind, round)) = self.dispatcher.next_round() {
+            self.dispatcher.finish_round(kind, round);
+        }
+    }
 }
 
 #[cfg(test)]

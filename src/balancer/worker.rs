@@ -13,6 +13,7 @@ use crate::balancer::config::CONNECT_TIMEOUT;
 use crate::balancer::http;
 use crate::balancer::request::After;
 use crate::balancer::sched::{Dispatcher, Failover, Job, Route, Slot, Ticket};
+use crate::balancer::shortage;
 use crate::balancer::stats::Exchange;
 use nix::poll::{PollFd, PollFlags, poll};
 use parking_lot::Mutex;
@@ -92,7 +93,7 @@ impl Worker {
                 Ok(After::Answer(reply)) => self.shared.closer.answer(client, reply),
                 Ok(After::Park(next)) => self.shared.closer.park(client, peer, next),
                 Ok(After::Close) => self.shared.closer.answer(client, b""),
-                Ok(After::Done) => {} // dropping `client` closes it: the bridge is over
+                Ok(After::Done) => drop(client), // closes it: the bridge is over
                 Err(panic) => {
                     let msg = panic
                         .downcast_ref::<&str>()
@@ -111,6 +112,9 @@ impl Worker {
                     return;
                 }
             }
+            // This ticket's server socket is closed (and its client, unless it lingers):
+            // whoever waits for a descriptor may try again.
+            self.shared.dispatcher.shortage.freed();
         }
     }
 
@@ -128,6 +132,8 @@ impl Worker {
         self.shared.fault.maybe_panic();
         let dispatched = Instant::now();
         let mut target = server;
+        // Our own shortage made this client wait for a descriptor (see `shortage`).
+        let mut waited = false;
         loop {
             let Some(addr) = target else {
                 crate::warn!("client {peer}: no server is up; answering 500");
@@ -135,6 +141,9 @@ impl Worker {
             };
             match connect(addr, CONNECT_TIMEOUT) {
                 Ok(conn) => {
+                    if waited {
+                        self.shared.dispatcher.shortage.relieved();
+                    }
                     crate::debug!("client {peer}: to server {addr}");
                     let t = Timeouts { client: config.client_timeout, server: config.server_timeout };
                     let dispatcher = &self.shared.dispatcher;
@@ -154,6 +163,18 @@ impl Worker {
                         s.record(&exchange);
                     }
                     return self.finish(conn, slot, addr, end, progress, peer);
+                }
+                Err(e) if shortage::is_ours(&e) => {
+                    // Out of descriptors: our fault, not the server's. Keep it (and the slot),
+                    // wait for a descriptor to be freed and try again; give up, as the waiting
+                    // room would, at the queue timeout. See: issue 11 (defect 5).
+                    let fds = &self.shared.dispatcher.shortage;
+                    fds.refused(&format!("connect to {addr}"), &e);
+                    waited = true;
+                    if !fds.wait(dispatched + config.queue_timeout) {
+                        crate::warn!("client {peer}: no descriptor to reach a server in time; answering 503");
+                        return Some(http::UNAVAILABLE);
+                    }
                 }
                 Err(e) => {
                     let reason = format!("connect failed: {e}");

@@ -8,8 +8,15 @@ use std::time::Duration;
 
 #[test]
 fn sigterm_closes_idle_clients_and_lets_busy_ones_finish() {
-    let s = keepalive::start("s", &Group::new(), |req, name| {
-        let wait = if req.path == "/slow" { 700 } else { 0 };
+    let (arrived, slow_arrived) = std::sync::mpsc::channel();
+    let arrived = std::sync::Mutex::new(arrived);
+    let s = keepalive::start("s", &Group::new(), move |req, name| {
+        let wait = if req.path == "/slow" {
+            let _ = arrived.lock().unwrap().send(()); // the test may signal now
+            700
+        } else {
+            0
+        };
         Act::After(Duration::from_millis(wait), keepalive::ok(name, "done"))
     });
     let mut lb = balancer(&["-v", "--mode", "http", "-R", "1000000"], &[s.port]);
@@ -21,7 +28,7 @@ fn sigterm_closes_idle_clients_and_lets_busy_ones_finish() {
         let r = c.get("/slow");
         (r.status, r.body, c.closed())
     });
-    lb.proc.wait_line("to server", Duration::from_secs(10));
+    slow_arrived.recv_timeout(Duration::from_secs(10)).expect("the slow request reached the server");
     lb.proc.signal(Signal::SIGTERM);
     lb.proc.wait_line("draining", Duration::from_secs(10));
     assert!(idle.closed(), "the idle keep-alive client was not closed");

@@ -65,7 +65,7 @@ pub fn text(v: &View) -> String {
         &mut out,
         "lb_served_total",
         "counter",
-        "Connections dispatched to a server slot since start.",
+        "Connections (tcp mode) or requests (http mode) dispatched to a server slot since start.",
         one(v.served.to_string()),
     );
     family(
@@ -74,6 +74,13 @@ pub fn text(v: &View) -> String {
         "counter",
         "Connections answered 503 (queue full or queue timeout) since start.",
         one(v.rejected.to_string()),
+    );
+    family(
+        &mut out,
+        "lb_abandoned_total",
+        "counter",
+        "Clients that gave up while waiting; their requests never reached a server.",
+        one(v.abandoned.to_string()),
     );
     family(
         &mut out,
@@ -275,6 +282,7 @@ mod tests {
             "lb_class_served_total counter",
             "lb_served_total counter",
             "lb_rejected_total counter",
+            "lb_abandoned_total counter",
             "lb_in_flight gauge",
             "lb_queued gauge",
             "lb_limit gauge",
