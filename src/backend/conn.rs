@@ -178,7 +178,8 @@ impl Conn {
         self.compact();
         let mut deadline = None;
         // The end marker is at most 3 bytes long: each scan starts 3 bytes before the new
-        // ones, so a client sending one byte per read costs linear time.
+        // ones, so a client sending one byte per read costs linear time. (httparse is run once,
+        // on the complete head: run on every read, it would rescan the head each time.)
         let mut scanned = 0usize;
         loop {
             if !self.buf.is_empty() {

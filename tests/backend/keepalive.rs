@@ -35,6 +35,14 @@ fn assert_open(s: &mut TcpStream, r: &mut BufReader<TcpStream>) {
     assert!(reply.text().contains("\"current\""), "{reply:?}");
 }
 
+/// Stops `b` quietly and returns its whole log: only after its stderr closed is every line
+/// it wrote surely collected.
+fn stop_for_log(b: Backend) -> String {
+    let log = std::sync::Arc::clone(&b.log);
+    b.stop_quietly();
+    log.lock().unwrap().join("\n")
+}
+
 fn temp_dir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("backend-keepalive-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d); // a leftover from an earlier run, if any
@@ -140,9 +148,8 @@ fn an_idle_connection_is_closed_after_the_keep_alive_timeout() {
     let idle = Instant::now();
     assert_closed(&mut r); // bounded by REPLY_TIMEOUT
     assert!(idle.elapsed() >= Duration::from_millis(300), "closed after {:?}", idle.elapsed());
-    let log = b.log().join("\n");
+    let log = stop_for_log(b);
     assert!(log.contains("idle between requests"), "{log}");
-    b.stop_quietly();
 }
 
 #[test]
@@ -154,8 +161,8 @@ fn close_each_closes_after_every_reply() {
     let reply = next_reply(&mut r);
     assert_eq!((reply.status, reply.header("connection")), (200, Some("close")));
     assert_closed(&mut r);
-    assert!(b.log().iter().any(|l| l.contains("one request per connection")), "{:?}", b.log());
-    b.stop_quietly();
+    let log = stop_for_log(b);
+    assert!(log.contains("one request per connection"), "{log}");
 }
 
 #[test]
