@@ -184,10 +184,14 @@ fn serve_one(
     };
 
     let sent = if kind == Kind::Work {
-        let _in_flight = shared.counters.enter();
+        let in_flight = shared.counters.enter();
         let reply = work(conn, shared, &head);
+        // Out of flight before the first byte of the reply goes out: a client holding any of it
+        // may already send its next request (on this connection or another), and that one must
+        // not find this one still counted, or `max` would exceed what the client had
+        // outstanding (the balancer's bound, in its tests).
+        drop(in_flight);
         send(conn, shared, peer, &head, reply, kind, started)
-        // `_in_flight` ends here, after the reply was written (or failed to be).
     } else {
         let reply = observe(shared, &head);
         send(conn, shared, peer, &head, reply, kind, started)

@@ -208,3 +208,22 @@ fn sigterm_closes_idle_keep_alive_connections_at_once() {
     b.stop_quietly();
     assert_closed(&mut r);
 }
+
+#[test]
+fn a_reply_received_is_no_longer_in_flight() {
+    // With persistent connections a client's next request can follow a reply at once, on any
+    // connection: it must never find the answered one still counted (the bound tests of the
+    // balancer read `max`). A race, so tried many times; each try is two quick requests.
+    let b = Backend::start(&[]);
+    let (mut s, mut r) = connect(&b);
+    let (mut o, mut or) = connect(&b);
+    for i in 0..200 {
+        s.write_all(b"GET /api/v1/hello HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(next_reply(&mut r).status, 200);
+        o.write_all(b"GET /inflight HTTP/1.1\r\n\r\n").unwrap();
+        let v = next_reply(&mut or).json();
+        assert_eq!((v["current"].as_u64(), v["max"].as_u64()), (Some(0), Some(1)), "try {i}: {v}");
+    }
+    drop((s, r, o, or));
+    b.stop_quietly();
+}
