@@ -11,13 +11,20 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub const USAGE: &str = "Usage: backend [--dir DIR] [--errors E] [--entries T] [--threads n] \
 [--name NAME] [--delay-ms d] [--avg-delay-ms d] [--fail-rate p] [--seed s] [--host H] \
-[--die-with-parent] [-v|-q] PORT";
+[--keep-alive-timeout s] [--close-each] [--die-with-parent] [-v|-q] PORT";
 
 /// The most worker threads we agree to start.
 pub const MAX_THREADS: usize = 1024;
+
+/// The longest `--keep-alive-timeout` accepted.
+pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(3600);
+
+/// The default `--keep-alive-timeout`.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The longest `--name` accepted.
 pub const MAX_NAME_LEN: usize = 200;
@@ -73,6 +80,18 @@ pub struct Args {
     pub port: u16,
     pub die_with_parent: bool,
     pub level: Level,
+    /// See [`Persistence`].
+    pub persistence: Persistence,
+}
+
+/// How long a connection lives: `--keep-alive-timeout` and `--close-each`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// HTTP/1.1 persistent connections, closed after this long idle between requests; in
+    /// `1 ms..=MAX_KEEP_ALIVE`.
+    KeepAlive(Duration),
+    /// `--close-each`: one request per connection, every reply says `Connection: close`.
+    CloseEach,
 }
 
 /// What the server needs at run time.
@@ -90,6 +109,7 @@ pub struct Config {
     /// The `--seed`, or one drawn from the clock and the pid.
     pub seed: u64,
     pub die_with_parent: bool,
+    pub persistence: Persistence,
 }
 
 fn options() -> Options {
@@ -104,6 +124,8 @@ fn options() -> Options {
     o.optopt("", "fail-rate", "percent of requests answered 500 (0..100)", "p");
     o.optopt("", "seed", "seed for --avg-delay-ms and --fail-rate", "s");
     o.optopt("", "host", "address to listen on (default 127.0.0.1)", "H");
+    o.optopt("", "keep-alive-timeout", "close a connection idle this long between requests (default 15s)", "s");
+    o.optflag("", "close-each", "one request per connection: reply with Connection: close, then close");
     o.optflag("", "die-with-parent", "exit when the parent process dies");
     o.optflagmulti("v", "verbose", "more logging (debug: one line per request)");
     o.optflagmulti("q", "quiet", "less logging");
@@ -200,6 +222,8 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, ArgsError> {
         return Err(bad("--host", "empty"));
     }
 
+    let persistence = persistence(m.opt_str("keep-alive-timeout"), m.opt_present("close-each"))?;
+
     Ok(Parsed::Run(Args {
         dir,
         errors: u64_flag("errors")?,
@@ -214,7 +238,25 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, ArgsError> {
         port,
         die_with_parent: m.opt_present("die-with-parent"),
         level: log::level_from_counts(m.opt_count("v"), m.opt_count("q")),
+        persistence,
     }))
+}
+
+/// `--keep-alive-timeout` (seconds, `2.5`, `500ms`: the balancer's duration words) and
+/// `--close-each`, which exclude each other.
+fn persistence(timeout: Option<String>, close_each: bool) -> Result<Persistence, ArgsError> {
+    let Some(word) = timeout else {
+        return Ok(if close_each { Persistence::CloseEach } else { Persistence::KeepAlive(DEFAULT_KEEP_ALIVE) });
+    };
+    let flag = format!("--keep-alive-timeout {word}");
+    if close_each {
+        return Err(bad(flag, "cannot be given with --close-each"));
+    }
+    match crate::balancer::config::parse_duration(&word) {
+        Some(d) if d >= Duration::from_millis(1) && d <= MAX_KEEP_ALIVE => Ok(Persistence::KeepAlive(d)),
+        Some(_) => Err(bad(flag, format!("must be 1ms..{}s", MAX_KEEP_ALIVE.as_secs()))),
+        None => Err(bad(flag, "not a duration (seconds, like 15, 2.5 or 500ms)")),
+    }
 }
 
 impl Args {
@@ -239,6 +281,7 @@ impl Args {
             fail_rate: self.fail_rate,
             seed: self.seed.unwrap_or_else(super::delay::default_seed),
             die_with_parent: self.die_with_parent,
+            persistence: self.persistence,
         })
     }
 }
@@ -265,6 +308,15 @@ mod tests {
         assert_eq!((a.host.as_str(), a.name.as_deref()), ("127.0.0.1", None));
         assert_eq!((a.delay_ms, a.avg_delay_ms, a.fail_rate, a.seed), (0, 0, 0.0, None));
         assert_eq!(a.level, Level::Info);
+        assert_eq!(a.persistence, Persistence::KeepAlive(DEFAULT_KEEP_ALIVE));
+    }
+
+    #[test]
+    fn persistence_flags() {
+        assert_eq!(args("--close-each 1").persistence, Persistence::CloseEach);
+        let a = args("--keep-alive-timeout 250ms 1");
+        assert_eq!(a.persistence, Persistence::KeepAlive(Duration::from_millis(250)));
+        assert_eq!(args("--keep-alive-timeout 2 1").persistence, Persistence::KeepAlive(Duration::from_secs(2)));
     }
 
     #[test]
@@ -290,6 +342,10 @@ mod tests {
         assert_eq!(word("-x 1"), "-x");
         assert_eq!(word("--seed 1 --seed 2 1"), "--seed");
         assert_eq!(word("--dir /nonexistent/x 1"), "--dir /nonexistent/x");
+        assert_eq!(word("--keep-alive-timeout 0 1"), "--keep-alive-timeout 0");
+        assert_eq!(word("--keep-alive-timeout 3601 1"), "--keep-alive-timeout 3601");
+        assert_eq!(word("--keep-alive-timeout x 1"), "--keep-alive-timeout x");
+        assert_eq!(word("--keep-alive-timeout 5 --close-each 1"), "--keep-alive-timeout 5");
     }
 
     #[test]

@@ -1,12 +1,10 @@
-//! Receiving a request body into a file, streamed in 64 KiB pieces whatever its size, framed by
-//! `Content-Length` or by `Transfer-Encoding: chunked` (chunk extensions and trailers are read
-//! and ignored). Failures say which side they belong to ([`BodyError`]), so the handler can
-//! answer 408, 400 or 500 accordingly.
+//! Receiving a request body into a file, streamed piece by piece from the connection's read
+//! buffer whatever its size, framed by `Content-Length` or by `Transfer-Encoding: chunked`
+//! (decoded; chunk extensions and trailers are read and ignored). Exactly the body is read, so
+//! a pipelined next request stays in the buffer. Failures say which side they belong to
+//! ([`BodyError`]), so the handler can answer 408, 400 or 500 accordingly.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-
-/// Size of the copy buffer.
-const PIECE: usize = 64 * 1024;
+use std::io::{self, BufRead, Read, Write};
 
 /// The longest chunk-size or trailer line accepted.
 const MAX_CHUNK_LINE: u64 = 4096;
@@ -41,18 +39,19 @@ fn read_error(e: io::Error) -> BodyError {
     }
 }
 
-/// Copies exactly `n` bytes from `src` to `out`.
-fn copy_exact(src: &mut impl Read, out: &mut impl Write, mut n: u64, buf: &mut [u8]) -> Result<(), BodyError> {
+/// Copies exactly `n` bytes from `src` to `out`, straight from `src`'s buffer.
+fn copy_exact(src: &mut impl BufRead, out: &mut impl Write, mut n: u64) -> Result<(), BodyError> {
     while n > 0 {
-        let want = usize::try_from(n).map_or(buf.len(), |n| n.min(buf.len()));
-        let got = match src.read(&mut buf[..want]) {
-            Ok(0) => return Err(BodyError::Truncated),
-            Ok(got) => got,
+        let piece = match src.fill_buf() {
+            Ok([]) => return Err(BodyError::Truncated),
+            Ok(got) => &got[..usize::try_from(n).map_or(got.len(), |n| n.min(got.len()))],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_error(e)),
         };
-        out.write_all(&buf[..got]).map_err(BodyError::Disk)?;
-        n -= got as u64;
+        out.write_all(piece).map_err(BodyError::Disk)?;
+        let used = piece.len();
+        src.consume(used);
+        n -= used as u64;
     }
     Ok(())
 }
@@ -75,7 +74,6 @@ fn read_line(src: &mut impl BufRead) -> Result<Vec<u8>, BodyError> {
 
 /// Decodes a chunked body from `src` into `out`.
 fn copy_chunked(src: &mut impl BufRead, out: &mut impl Write) -> Result<u64, BodyError> {
-    let mut buf = vec![0u8; PIECE];
     let mut total = 0u64;
     loop {
         let line = read_line(src)?;
@@ -90,7 +88,7 @@ fn copy_chunked(src: &mut impl BufRead, out: &mut impl Write) -> Result<u64, Bod
             while !read_line(src)?.is_empty() {}
             return Ok(total);
         }
-        copy_exact(src, out, size, &mut buf)?;
+        copy_exact(src, out, size)?;
         total = total.saturating_add(size);
         if !read_line(src)?.is_empty() {
             return Err(BodyError::Malformed("chunk data longer than its size"));
@@ -98,17 +96,17 @@ fn copy_chunked(src: &mut impl BufRead, out: &mut impl Write) -> Result<u64, Bod
     }
 }
 
-/// Receives a body whose first bytes (already read with the head) are `prefix`, the rest coming
-/// from `rest`; returns how many body bytes were written. Bytes after the body are ignored (one
-/// request per connection).
-pub fn receive(prefix: &[u8], rest: impl Read, framing: Framing, out: &mut impl Write) -> Result<u64, BodyError> {
-    let mut src = prefix.chain(rest);
+/// Receives a body from `src` into `out`; returns how many body bytes were written. Reads
+/// exactly the body: what follows it in `src` (a pipelined next request) is left there, so
+/// `src` should be the connection's own buffer ([`super::conn::Conn`]), not a fresh
+/// `BufReader` that would swallow those bytes.
+pub fn receive(src: &mut impl BufRead, framing: Framing, out: &mut impl Write) -> Result<u64, BodyError> {
     match framing {
         Framing::Length(n) => {
-            copy_exact(&mut src, out, n, &mut vec![0u8; PIECE])?;
+            copy_exact(src, out, n)?;
             Ok(n)
         }
-        Framing::Chunked => copy_chunked(&mut BufReader::with_capacity(PIECE, src), out),
+        Framing::Chunked => copy_chunked(src, out),
     }
 }
 
@@ -118,8 +116,19 @@ mod tests {
 
     fn recv(prefix: &str, rest: &str, framing: Framing) -> Result<Vec<u8>, BodyError> {
         let mut out = Vec::new();
-        receive(prefix.as_bytes(), rest.as_bytes(), framing, &mut out)?;
+        receive(&mut std::io::BufReader::new(prefix.as_bytes().chain(rest.as_bytes())), framing, &mut out)?;
         Ok(out)
+    }
+
+    #[test]
+    fn leaves_what_follows_the_body() {
+        let mut src = &b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n"[..];
+        let mut out = Vec::new();
+        receive(&mut src, Framing::Chunked, &mut out).unwrap();
+        assert_eq!((out.as_slice(), src), (&b"hello"[..], &b"GET / HTTP/1.1\r\n\r\n"[..]));
+        let mut src = &b"abcGET"[..];
+        receive(&mut src, Framing::Length(3), &mut std::io::sink()).unwrap();
+        assert_eq!(src, b"GET");
     }
 
     #[test]

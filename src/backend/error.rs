@@ -17,6 +17,8 @@ pub enum Error {
     Spawn(io::Error),
     /// `prctl(PR_SET_PDEATHSIG)` failed.
     DieWithParent(io::Error),
+    /// Creating the pipe that wakes idle connections at shutdown failed.
+    StopPipe(io::Error),
 }
 
 impl fmt::Display for Error {
@@ -26,6 +28,7 @@ impl fmt::Display for Error {
             Error::Signals(e) => write!(f, "installing signal handlers: {e}"),
             Error::Spawn(e) => write!(f, "starting a worker thread: {e}"),
             Error::DieWithParent(e) => write!(f, "--die-with-parent: prctl(PR_SET_PDEATHSIG): {e}"),
+            Error::StopPipe(e) => write!(f, "creating the stop pipe: {e}"),
         }
     }
 }
@@ -34,7 +37,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Listen { source, .. } => Some(source),
-            Error::Signals(e) | Error::Spawn(e) | Error::DieWithParent(e) => Some(e),
+            Error::Signals(e) | Error::Spawn(e) | Error::DieWithParent(e) | Error::StopPipe(e) => Some(e),
         }
     }
 }

@@ -1,4 +1,14 @@
-//! One connection, one request: read the head, route it, answer, count, close.
+//! One connection, its requests in order: read a head, route it, answer, count; then the next
+//! request on the same connection, or close.
+//!
+//! Persistence: after a reply the connection is kept for the next request when the request
+//! allows it (HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `Connection:
+//! keep-alive`), `--close-each` is not given, shutdown has not begun, and the request's body
+//! was read or can still be skipped (a body the reply did not need is read and thrown away
+//! after the reply; a client still waiting for a `100 Continue` we never sent makes us close
+//! instead). A reply on a connection that closes says `Connection: close`; one to an HTTP/1.0
+//! client on a kept connection says `Connection: keep-alive`. A refused head always closes:
+//! where it ends is not known.
 //!
 //! Routes, checked in this order on the path:
 //! - `/healthcheck`, `/inflight`, `/worker/stats`: the observation endpoints. GET only (any other
@@ -13,9 +23,10 @@
 //! A request whose head cannot be parsed is answered at once (4xx/5xx, not delayed, not failed,
 //! not in flight) and counted as an entry and an error.
 
-use super::body::{self, BodyError, Framing};
-use super::conn::{self, BODY_IDLE_TIMEOUT, HEAD_TIMEOUT, HeadRead, WRITE_IDLE_TIMEOUT};
-use super::http::{self, Head, Method};
+use super::args::Persistence;
+use super::body::BodyError;
+use super::conn::{self, Conn, HEAD_TIMEOUT, HeadRead, WRITE_IDLE_TIMEOUT};
+use super::http::{self, Head, Method, Persist};
 use super::server::Shared;
 use crate::common::json;
 use crate::common::worker_stats::WorkerStats;
@@ -23,6 +34,7 @@ use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -86,43 +98,88 @@ enum Kind {
     Work,
 }
 
-/// Serves one accepted connection to its end. Never panics on client behaviour; every failure
-/// is logged with its side (`client:` or `internal:`) and ends the connection.
-pub fn serve(mut stream: TcpStream, shared: &Shared) {
+/// What follows a request on its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close gracefully (half-close, drain): our reply must reach the client whole.
+    Close,
+    /// Just drop the socket: the client is gone, or never said a word.
+    Gone,
+}
+
+/// Serves one accepted connection to its end: its requests in order, until one of them ends
+/// it (module notes). Never panics on client behaviour; every failure is logged with its side
+/// (`client:` or `internal:`) and ends the connection.
+pub fn serve(stream: TcpStream, shared: &Shared) {
     let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
     if let Err(e) = stream.set_write_timeout(Some(WRITE_IDLE_TIMEOUT)) {
         crate::debug!("client: {peer}: cannot set a write timeout: {e}");
         return;
     }
-    let mut buf = Vec::with_capacity(4096);
-    let end = match conn::read_head(&mut stream, &mut buf, Instant::now() + HEAD_TIMEOUT) {
-        HeadRead::Complete(end) => end,
+    let mut conn = Conn::new(stream);
+    // The first request: its whole head within HEAD_TIMEOUT of the accept.
+    let head_by = Instant::now() + HEAD_TIMEOUT;
+    let mut next = serve_one(&mut conn, shared, &peer, head_by, Some(head_by), true);
+    while next == Next::KeepAlive {
+        let idle = match shared.persistence {
+            Persistence::KeepAlive(idle) => idle,
+            Persistence::CloseEach => break, // not reached: close-each never keeps
+        };
+        next = serve_one(&mut conn, shared, &peer, Instant::now() + idle, None, false);
+    }
+    if next != Next::Gone {
+        conn::close_gracefully(conn.into_stream());
+    }
+}
+
+/// Reads and answers one request (see [`Conn::read_head`] for `idle_until` and `head_until`);
+/// `first` when it is the connection's first, for what a silence means.
+fn serve_one(
+    conn: &mut Conn,
+    shared: &Shared,
+    peer: &str,
+    idle_until: Instant,
+    head_until: Option<Instant>,
+    first: bool,
+) -> Next {
+    let raw = match conn.read_head(shared.stop.as_fd(), idle_until, head_until) {
+        HeadRead::Complete(raw) => raw,
         HeadRead::Closed => {
-            crate::debug!("client: {peer}: closed without a request");
-            return;
+            if first {
+                crate::debug!("client: {peer}: closed without a request");
+            }
+            return Next::Gone;
+        }
+        HeadRead::TimedOut { silent: true } if first => {
+            crate::debug!("client: {peer}: sent nothing in {HEAD_TIMEOUT:?}, closing");
+            return Next::Close;
         }
         HeadRead::TimedOut { silent: true } => {
-            crate::debug!("client: {peer}: sent nothing in {HEAD_TIMEOUT:?}, closing");
-            return conn::close_gracefully(stream);
+            crate::debug!("client: {peer}: idle between requests for the keep-alive timeout, closing");
+            return Next::Close;
         }
+        HeadRead::Stopping => return Next::Close,
         HeadRead::Failed(e) => {
             crate::debug!("client: {peer}: reading the request: {e}");
-            return;
+            return Next::Gone;
         }
         HeadRead::TimedOut { silent: false } => {
-            return refuse_head(stream, shared, &peer, 408, "request head incomplete after 10 s");
+            return refuse_head(conn, shared, peer, 408, "request head incomplete after 10 s");
         }
         HeadRead::Truncated => {
-            return refuse_head(stream, shared, &peer, 400, "closed in the middle of the head");
+            return refuse_head(conn, shared, peer, 400, "closed in the middle of the head");
         }
         HeadRead::TooLarge => {
-            return refuse_head(stream, shared, &peer, 431, "request head over 8 KiB");
+            return refuse_head(conn, shared, peer, 431, "request head over 8 KiB");
         }
     };
-    let head = match http::parse_head(&buf[..end]) {
+    let head = match http::parse_head(&raw) {
         Ok(head) => head,
-        Err(r) => return refuse_head(stream, shared, &peer, r.status, r.reason),
+        Err(r) => return refuse_head(conn, shared, peer, r.status, r.reason),
     };
+    conn.expect_body(&head);
     let started = Instant::now();
     let kind = match head.path.as_str() {
         HEALTHCHECK => Kind::Health,
@@ -130,29 +187,50 @@ pub fn serve(mut stream: TcpStream, shared: &Shared) {
         _ => Kind::Work,
     };
 
-    let reply = if kind == Kind::Work {
-        let _in_flight = shared.counters.enter();
-        let reply = work(&mut stream, shared, &head, &buf[end..]);
-        send(stream, shared, &peer, &head, reply, kind, started)
-        // `_in_flight` ends here, after the reply was written (or failed to be).
+    let sent = if kind == Kind::Work {
+        let in_flight = shared.counters.enter();
+        let reply = work(conn, shared, &head);
+        // Out of flight before the first byte of the reply goes out: a client holding any of it
+        // may already send its next request (on this connection or another), and that one must
+        // not find this one still counted, or `max` would exceed what the client had
+        // outstanding (the balancer's bound, in its tests).
+        drop(in_flight);
+        send(conn, shared, peer, &head, reply, kind, started)
     } else {
         let reply = observe(shared, &head);
-        send(stream, shared, &peer, &head, reply, kind, started)
+        send(conn, shared, peer, &head, reply, kind, started)
     };
-    if let Some(stream) = reply {
-        conn::close_gracefully(stream);
+    match sent {
+        None => Next::Gone,
+        Some(Persist::Close) => Next::Close,
+        // A body the reply did not need is skipped now, so the next head starts where it should.
+        Some(_) if conn.discard_body() => Next::KeepAlive,
+        Some(_) => Next::Close,
     }
 }
 
-/// Answers a head that could not be parsed, at once.
-fn refuse_head(mut stream: TcpStream, shared: &Shared, peer: &str, status: u16, why: &str) {
+/// Whether the connection is kept after the reply to `head`, and how the reply says so.
+/// Decided before the reply head is written (module notes, Persistence).
+fn persistence(conn: &Conn, shared: &Shared, head: &Head) -> Persist {
+    let keep = head.keep_alive
+        && matches!(shared.persistence, Persistence::KeepAlive(_))
+        && !shared.stopping.load(Ordering::SeqCst)
+        && conn.reusable();
+    Persist::for_reply(keep, head.http11)
+}
+
+/// Answers a head that could not be parsed, at once; the connection then closes.
+fn refuse_head(conn: &mut Conn, shared: &Shared, peer: &str, status: u16, why: &str) -> Next {
     crate::debug!("client: {peer}: {status}: {why}");
     shared.counters.count_entry(status);
     shared.counters.count_worker(status, std::time::Duration::ZERO);
-    let head = http::reply_head(status, &shared.name, 0, &[]);
-    match stream.write_all(head.as_bytes()) {
-        Ok(()) => conn::close_gracefully(stream),
-        Err(e) => crate::debug!("client: {peer}: writing the {status} reply: {e}"),
+    let head = http::reply_head(status, &shared.name, 0, &[], Persist::Close);
+    match conn.stream().write_all(head.as_bytes()) {
+        Ok(()) => Next::Close,
+        Err(e) => {
+            crate::debug!("client: {peer}: writing the {status} reply: {e}");
+            Next::Gone
+        }
     }
 }
 
@@ -189,7 +267,7 @@ struct Hello {
 }
 
 /// Everything but the observation endpoints: dice, work, delay.
-fn work(stream: &mut TcpStream, shared: &Shared, head: &Head, prefix: &[u8]) -> Reply {
+fn work(conn: &mut Conn, shared: &Shared, head: &Head) -> Reply {
     let outcome = shared.dice.roll();
     if outcome.fail {
         std::thread::sleep(outcome.delay);
@@ -206,7 +284,7 @@ fn work(stream: &mut TcpStream, shared: &Shared, head: &Head, prefix: &[u8]) -> 
             (Method::Unknown, _) => Reply::empty(501),
             (_, None) => Reply::empty(400),
             (Method::Get | Method::Head, Some(name)) => open(shared, name),
-            (Method::Put, Some(name)) => put(stream, shared, head, prefix, name),
+            (Method::Put, Some(name)) => put(conn, shared, name),
         }
     };
     std::thread::sleep(outcome.delay);
@@ -240,13 +318,10 @@ fn open(shared: &Shared, name: &str) -> Reply {
     }
 }
 
-/// Receives a PUT body into a temporary file in DIR, then renames it over `DIR/name`, so a
-/// reader never sees a half-written file and a failed upload leaves the old one in place.
-fn put(stream: &mut TcpStream, shared: &Shared, head: &Head, prefix: &[u8], name: &str) -> Reply {
-    let framing = match (head.chunked, head.content_length) {
-        (true, _) => Framing::Chunked,
-        (false, n) => Framing::Length(n.unwrap_or(0)), // no framing: no body (RFC 9112 §6.3)
-    };
+/// Receives a PUT body (by Content-Length or chunked, decoded) into a temporary file in DIR,
+/// then renames it over `DIR/name`, so a reader never sees a half-written file and a failed
+/// upload leaves the old one in place.
+fn put(conn: &mut Conn, shared: &Shared, name: &str) -> Reply {
     let seq = shared.uploads.fetch_add(1, Ordering::Relaxed);
     let temp = shared.dir.join(format!(".put-{}-{seq}.tmp", std::process::id()));
     let mut file = match OpenOptions::new().write(true).create_new(true).open(&temp) {
@@ -256,13 +331,7 @@ fn put(stream: &mut TcpStream, shared: &Shared, head: &Head, prefix: &[u8], name
             return Reply::empty(500);
         }
     };
-    let received = (|| {
-        if head.expect_continue {
-            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").map_err(BodyError::Client)?;
-        }
-        stream.set_read_timeout(Some(BODY_IDLE_TIMEOUT)).map_err(BodyError::Client)?;
-        body::receive(prefix, &*stream, framing, &mut file)
-    })();
+    let received = conn.receive_body(&mut file);
     drop(file);
     let status = match received {
         Ok(_) => match std::fs::rename(&temp, shared.dir.join(name)) {
@@ -293,17 +362,17 @@ fn put(stream: &mut TcpStream, shared: &Shared, head: &Head, prefix: &[u8], name
     Reply::empty(status)
 }
 
-/// Counts the request, writes the reply, logs one line. Returns the stream for a graceful close,
-/// or `None` when the client is already gone.
+/// Counts the request, writes the reply, logs one line. Returns what the reply said about the
+/// connection (see [`persistence`]), or `None` when the client is already gone.
 fn send(
-    mut stream: TcpStream,
+    conn: &mut Conn,
     shared: &Shared,
     peer: &str,
     head: &Head,
     reply: Reply,
     kind: Kind,
     started: Instant,
-) -> Option<TcpStream> {
+) -> Option<Persist> {
     // Counted before writing: a client that has read its reply and asks /healthcheck next must
     // see this request counted (counting after the write would race with it).
     match kind {
@@ -322,7 +391,9 @@ fn send(
         extra.push(("Allow", "GET, HEAD, PUT"));
     }
     let length = reply.length();
-    let mut out = http::reply_head(reply.status, &shared.name, length, &extra).into_bytes();
+    let persist = persistence(conn, shared, head);
+    let mut out = http::reply_head(reply.status, &shared.name, length, &extra, persist).into_bytes();
+    let stream = conn.stream();
     // How many body bytes went out (for HEAD, how many would have).
     let written = (|| -> io::Result<u64> {
         match reply.payload {
@@ -339,7 +410,7 @@ fn send(
                     return Ok(n);
                 }
                 // File → socket: std uses sendfile(2) here, no copy through user space.
-                io::copy(&mut file.take(n), &mut stream)
+                io::copy(&mut file.take(n), stream)
             }
         }
     })();
@@ -347,13 +418,14 @@ fn send(
     let line = format!("{peer} \"{} {}\" {}", head.method_text, head.path, reply.status);
     match written {
         Ok(sent) if sent < length => {
-            // The file shrank while we sent it: the client sees a short body and our close.
+            // The file shrank while we sent it: the client sees a short body and our close
+            // (the connection cannot go on: the client still waits for the missing bytes).
             crate::warn!("internal: {line}: sent {sent} of {length} bytes, the file shrank");
-            Some(stream)
+            Some(Persist::Close)
         }
         Ok(_) => {
             crate::debug!("{line} {length} {ms:.1}ms");
-            Some(stream)
+            Some(persist)
         }
         Err(e) => {
             crate::debug!("client: {line}: writing the reply: {e}");

@@ -1,20 +1,31 @@
-//! The HTTP/1.1 subset the backend speaks: parsing one request head, checking a file name, and
-//! formatting a reply head. Pure functions over bytes, unit-tested without sockets.
+//! The HTTP/1.1 subset the backend speaks: parsing one request head (with the `httparse`
+//! crate, the parser the balancer uses too), checking a file name, and formatting a reply
+//! head. Pure functions over bytes, unit-tested without sockets.
 //!
 //! What is accepted: `HTTP/1.0` and `HTTP/1.1`; origin-form targets (`/name?query`, the query is
-//! ignored) and absolute-form (`http://host/name`); CRLF or bare LF line ends; `Content-Length`
-//! or `Transfer-Encoding: chunked` bodies; `Expect: 100-continue`. `Host` is not required: the
-//! backend serves one site. What is refused, and how:
+//! ignored) and absolute-form (`http://host/name`); CRLF or bare LF line ends; empty lines
+//! before the request line (RFC 9112 §2.2); `Content-Length` or `Transfer-Encoding: chunked`
+//! bodies; `Expect: 100-continue`; `Connection: close` / `keep-alive`. `Host` is not required:
+//! the backend serves one site. What is refused, and how:
 //! - a malformed request line or header, obsolete line folding, a space before a header's
 //!   colon, a bad or conflicting `Content-Length`, or `Transfer-Encoding` together with
 //!   `Content-Length` (a request-smuggling shape) → `400`;
+//! - more than [`MAX_HEADERS`] header fields → `431` (as a head over [`MAX_HEAD`] bytes is);
 //! - another HTTP version → `505`; another transfer coding → `501`; another expectation → `417`.
 //!
 //! Methods: GET, HEAD and PUT are served; the other methods of RFC 9110 (POST, DELETE, OPTIONS,
 //! PATCH, TRACE, CONNECT) get `405` with `Allow: GET, HEAD, PUT`; any other token gets `501`.
+//!
+//! Persistence (RFC 9112 §9.3): an HTTP/1.1 request keeps the connection unless it says
+//! `Connection: close`; an HTTP/1.0 request keeps it only if it says `Connection: keep-alive`.
+//! [`Head::keep_alive`] is that wish; whether the connection is kept is the handler's call.
 
 /// The largest request head we read (request line plus headers plus the blank line).
 pub const MAX_HEAD: usize = 8 * 1024;
+
+/// The most header fields a request head may have; more get `431`. Generous for any real
+/// client, and it bounds the parser's table (httparse fills a caller-given array).
+pub const MAX_HEADERS: usize = 100;
 
 /// The longest file name accepted (the usual file-system limit).
 pub const MAX_NAME: usize = 255;
@@ -45,6 +56,10 @@ pub struct Head {
     pub chunked: bool,
     /// `Expect: 100-continue` was given on an HTTP/1.1 request.
     pub expect_continue: bool,
+    /// The request is HTTP/1.1 (else HTTP/1.0).
+    pub http11: bool,
+    /// The client wants the connection kept after the reply (module notes, Persistence).
+    pub keep_alive: bool,
 }
 
 /// Why a head was refused: the status to answer and a short reason for the log.
@@ -73,75 +88,63 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// `tchar` of RFC 9110: the characters of a method or header name.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
-}
-
-/// Parses a complete head (as delimited by [`head_end`]).
+/// Parses a complete head (as delimited by [`head_end`]) with httparse, then reads the fields
+/// the backend acts on. httparse refuses, as 400: a malformed request line (two spaces, no
+/// version, a bad method token), a header without a colon or with a space before it, obsolete
+/// line folding and control characters in a value.
 pub fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        // `head_end` found a blank line where httparse sees none: a head of empty lines only.
+        Ok(httparse::Status::Partial) => return Err(refuse(400, "malformed request line")),
+        Err(httparse::Error::Version) => return Err(version_refusal(head)),
+        Err(httparse::Error::TooManyHeaders) => return Err(refuse(431, "too many header fields")),
+        Err(httparse::Error::Token | httparse::Error::NewLine) => return Err(refuse(400, "malformed request line")),
+        Err(httparse::Error::HeaderName) => return Err(refuse(400, "malformed header name or line")),
+        Err(httparse::Error::HeaderValue) => return Err(refuse(400, "control character in a header value")),
+        Err(_) => return Err(refuse(400, "malformed head")),
+    }
+    // Complete means all three parts of the request line are there.
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(refuse(400, "malformed request line"));
     };
-    if !is_token(method) {
-        return Err(refuse(400, "malformed method"));
-    }
-    let http11 = match version {
-        b"HTTP/1.1" => true,
-        b"HTTP/1.0" => false,
-        v if v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() => {
-            return Err(refuse(505, "unsupported HTTP version"));
-        }
-        _ => return Err(refuse(400, "malformed HTTP version")),
-    };
+    let http11 = version == 1;
     let path = parse_target(target).ok_or(refuse(400, "malformed request target"))?;
 
     let mut content_length = None;
     let mut chunked = false;
     let mut transfer_encoding = false;
     let mut expect_continue = false;
-    for line in lines {
-        if line.is_empty() {
-            break; // the blank line that ends the head
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            return Err(refuse(400, "obsolete header line folding"));
-        }
-        let colon = line.iter().position(|&b| b == b':').ok_or(refuse(400, "header line without a colon"))?;
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if !is_token(name) {
-            return Err(refuse(400, "malformed header name"));
-        }
-        if value.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
-            return Err(refuse(400, "control character in a header value"));
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
+    let (mut close, mut keep) = (false, false);
+    for field in req.headers.iter() {
+        let (name, value) = (field.name, field.value.trim_ascii());
+        if name.eq_ignore_ascii_case("content-length") {
             let n = parse_length(value).ok_or(refuse(400, "malformed Content-Length"))?;
             if content_length.is_some_and(|old| old != n) {
                 return Err(refuse(400, "conflicting Content-Length headers"));
             }
             content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
             transfer_encoding = true;
             if value.eq_ignore_ascii_case(b"chunked") && !chunked {
                 chunked = true;
             } else {
                 return Err(refuse(501, "unsupported Transfer-Encoding"));
             }
-        } else if name.eq_ignore_ascii_case(b"expect") {
+        } else if name.eq_ignore_ascii_case("expect") {
             if value.eq_ignore_ascii_case(b"100-continue") {
                 // HTTP/1.0 clients do not understand 100 Continue (RFC 9110 §10.1.1).
                 expect_continue = http11;
             } else {
                 return Err(refuse(417, "unsupported expectation"));
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            // A list of options; unknown ones (`Upgrade`, header names) do not concern us.
+            for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                close |= option.eq_ignore_ascii_case(b"close");
+                keep |= option.eq_ignore_ascii_case(b"keep-alive");
             }
         }
     }
@@ -150,20 +153,36 @@ pub fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
     }
     Ok(Head {
         method: classify(method),
-        method_text: String::from_utf8_lossy(method).into_owned(),
+        method_text: method.to_string(),
         path,
         content_length,
         chunked,
         expect_continue,
+        http11,
+        // `close` wins over `keep-alive` if a client sends both.
+        keep_alive: !close && (http11 || keep),
     })
 }
 
-fn classify(method: &[u8]) -> Method {
+/// httparse knows only HTTP/1.0 and 1.1: a well-formed version of another number is `505`,
+/// anything else where the version should be is a malformed request line.
+fn version_refusal(head: &[u8]) -> Refusal {
+    let line = head.split(|&b| b == b'\n').find(|l| !l.trim_ascii().is_empty()).unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match line.split(|&b| b == b' ').collect::<Vec<_>>().as_slice() {
+        [_, _, v] if v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' => {
+            refuse(505, "unsupported HTTP version")
+        }
+        _ => refuse(400, "malformed HTTP version"),
+    }
+}
+
+fn classify(method: &str) -> Method {
     match method {
-        b"GET" => Method::Get,
-        b"HEAD" => Method::Head,
-        b"PUT" => Method::Put,
-        b"POST" | b"DELETE" | b"OPTIONS" | b"PATCH" | b"TRACE" | b"CONNECT" => Method::NotAllowed,
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "PUT" => Method::Put,
+        "POST" | "DELETE" | "OPTIONS" | "PATCH" | "TRACE" | "CONNECT" => Method::NotAllowed,
         _ => Method::Unknown,
     }
 }
@@ -177,8 +196,7 @@ fn parse_length(v: &[u8]) -> Option<u64> {
 }
 
 /// The path of an origin-form or absolute-form target, without its query or fragment.
-fn parse_target(target: &[u8]) -> Option<String> {
-    let target = std::str::from_utf8(target).ok()?;
+fn parse_target(target: &str) -> Option<String> {
     if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return None;
     }
@@ -228,10 +246,39 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// A reply head: status line, `Server-Name`, `Content-Length`, the extra headers, then
-/// `Connection: close` and the blank line. `server_name` was checked at start-up to hold no
-/// control characters, so it cannot split the head.
-pub fn reply_head(status: u16, server_name: &str, content_length: u64, extra: &[(&str, &str)]) -> String {
+/// What a reply says about the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persist {
+    /// `Connection: close`: the connection closes after this reply.
+    Close,
+    /// `Connection: keep-alive`: kept, said aloud for an HTTP/1.0 client, which would
+    /// otherwise assume a close.
+    KeepAlive,
+    /// No `Connection` header: kept, as HTTP/1.1 assumes.
+    Kept,
+}
+
+impl Persist {
+    /// How a reply to a request of this version says "kept" (`keep`) or "closing".
+    pub fn for_reply(keep: bool, http11: bool) -> Persist {
+        match (keep, http11) {
+            (false, _) => Persist::Close,
+            (true, false) => Persist::KeepAlive,
+            (true, true) => Persist::Kept,
+        }
+    }
+}
+
+/// A reply head: status line, `Server-Name`, `Content-Length`, the extra headers, the
+/// `Connection` header `persist` asks for, and the blank line. `server_name` was checked at
+/// start-up to hold no control characters, so it cannot split the head.
+pub fn reply_head(
+    status: u16,
+    server_name: &str,
+    content_length: u64,
+    extra: &[(&str, &str)],
+    persist: Persist,
+) -> String {
     let mut h = format!(
         "HTTP/1.1 {status} {}\r\nServer-Name: {server_name}\r\nContent-Length: {content_length}\r\n",
         reason(status)
@@ -242,7 +289,11 @@ pub fn reply_head(status: u16, server_name: &str, content_length: u64, extra: &[
         h.push_str(v);
         h.push_str("\r\n");
     }
-    h.push_str("Connection: close\r\n\r\n");
+    h.push_str(match persist {
+        Persist::Close => "Connection: close\r\n\r\n",
+        Persist::KeepAlive => "Connection: keep-alive\r\n\r\n",
+        Persist::Kept => "\r\n",
+    });
     h
 }
 
@@ -319,10 +370,41 @@ mod tests {
     }
 
     #[test]
+    fn more_refusals_after_httparse() {
+        let status = |s: &str| parse(s).map(|_| 0).unwrap_or_else(|r| r.status);
+        assert_eq!(status("GET / HTTP/1.1 x\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.10\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nA: b\x01c\r\n\r\n"), 400);
+        assert_eq!(status("\r\n\r\n"), 400);
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("H{i}: v\r\n")).collect();
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 431);
+        // One empty line before the request line is ignored (RFC 9112 §2.2).
+        assert_eq!(status("\r\nGET / HTTP/1.1\r\n\r\n"), 0);
+    }
+
+    #[test]
+    fn persistence_wishes() {
+        let keep = |s: &str| parse(s).unwrap().keep_alive;
+        assert!(keep("GET / HTTP/1.1\r\n\r\n"));
+        assert!(!keep("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n"));
+        assert!(!keep("GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n"));
+        assert!(keep("GET / HTTP/1.1\r\nConnection: Upgrade\r\n\r\n"));
+        assert!(!keep("GET / HTTP/1.0\r\n\r\n"));
+        assert!(keep("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().http11);
+    }
+
+    #[test]
     fn reply_heads() {
         assert_eq!(
-            reply_head(404, "s1", 0, &[]),
+            reply_head(404, "s1", 0, &[], Persist::Close),
             "HTTP/1.1 404 Not Found\r\nServer-Name: s1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
+        assert_eq!(
+            reply_head(200, "s1", 2, &[("A", "b")], Persist::Kept),
+            "HTTP/1.1 200 OK\r\nServer-Name: s1\r\nContent-Length: 2\r\nA: b\r\n\r\n"
+        );
+        assert!(reply_head(200, "s1", 2, &[], Persist::KeepAlive).ends_with("\r\nConnection: keep-alive\r\n\r\n"));
+        assert_eq!(Persist::for_reply(true, false), Persist::KeepAlive);
     }
 }

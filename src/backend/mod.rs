@@ -1,19 +1,20 @@
 //! `backend`: the companion HTTP/1.1 server that stands behind the balancer in demos, tests and
 //! benchmarks.
 //!
-//! One request per connection (`Connection: close`), served by a fixed pool of threads that
-//! each block in `accept()` on one shared listener. It serves GET, HEAD and PUT of the plain
-//! files of one directory, streamed whatever their size, and a few endpoints that let tests
-//! see what the balancer did to it: `/healthcheck` (errors and entries, the balancer's load
-//! measure), `/inflight` (requests in progress now and at most), `/worker/stats` and
-//! `/api/v1/hello` (the fleet's endpoints). `--delay-ms`, `--avg-delay-ms` and `--fail-rate`
-//! make it slow or unreliable on purpose, repeatably with `--seed`. Every reply says who
-//! answered (`Server-Name`). See docs/backend.md for the user's view.
+//! HTTP/1.1 persistent connections (several requests per connection, pipelined ones in order;
+//! `--close-each` for one request per connection), served by a fixed pool of threads that each
+//! block in `accept()` on one shared listener and serve one connection at a time. It serves
+//! GET, HEAD and PUT of the plain files of one directory, streamed whatever their size, and a
+//! few endpoints that let tests see what the balancer did to it: `/healthcheck` (errors and
+//! entries, the balancer's load measure), `/inflight` (requests in progress now and at most),
+//! `/worker/stats` and `/api/v1/hello` (the fleet's endpoints). `--delay-ms`, `--avg-delay-ms`
+//! and `--fail-rate` make it slow or unreliable on purpose, repeatably with `--seed`. Every
+//! reply says who answered (`Server-Name`). See docs/backend.md for the user's view.
 //!
 //! Modules: `args` (command line), `server` (listener, workers, signals, shutdown), `handler`
-//! (one connection), `conn` (deadline reads, clean close), `http` (request heads, names,
-//! reply heads), `body` (upload framing), `counters` (shared counts), `delay` (the seeded
-//! dice), `error` (run-time errors).
+//! (one connection's requests), `conn` (the connection's read buffer, deadline reads, clean
+//! close), `http` (request heads with httparse, names, reply heads), `body` (upload framing),
+//! `counters` (shared counts), `delay` (the seeded dice), `error` (run-time errors).
 
 pub mod args;
 pub mod body;

@@ -6,11 +6,20 @@
 //! connection to its end, then accepts again. Workers block SIGTERM/SIGINT, so the signal
 //! handler always runs on the main thread and never interrupts a worker's system call.
 //!
-//! Shutdown: on SIGTERM or SIGINT the main thread sets `stopping` and shuts the listener down;
-//! on Linux that wakes every thread blocked in `accept()` (which then fails with EINVAL) and
-//! makes later connects fail, so no new connection is taken. Each worker finishes the request
-//! it holds, sees `stopping`, and returns, dropping its `done` sender; the main thread waits on
-//! the receiving end until every sender is gone or [`DRAIN`] has passed, then returns.
+//! Connections are persistent (HTTP/1.1 keep-alive, see `conn`) unless `--close-each`: a
+//! worker serves its connection's requests in order until the client closes, asks to close,
+//! or stays idle for `--keep-alive-timeout`. So an idle keep-alive connection holds a worker:
+//! `--threads` must exceed the connections a client keeps open (the balancer keeps at most its
+//! limit per server, plus one probe connection).
+//!
+//! Shutdown: on SIGTERM or SIGINT the main thread sets `stopping`, closes the write end of the
+//! stop pipe and shuts the listener down; on Linux that wakes every thread blocked in
+//! `accept()` (which then fails with EINVAL) and makes later connects fail, so no new
+//! connection is taken. The closed pipe reads as EOF, which wakes every worker waiting for the
+//! next request of an idle connection: those close at once. Each worker finishes the request
+//! it holds (its reply says `Connection: close`), sees `stopping`, and returns, dropping its
+//! `done` sender; the main thread waits on the receiving end until every sender is gone or
+//! [`DRAIN`] has passed, then returns.
 //!
 //! SIGPIPE: the Rust runtime sets it to SIG_IGN before `main`, and std's socket writes use
 //! MSG_NOSIGNAL, so a client that resets mid-reply is an EPIPE/ECONNRESET error on one
@@ -19,7 +28,7 @@
 //! Shared state is [`Shared`], behind `Arc`: read-only configuration plus the atomic and
 //! mutex-guarded counts of [`Counters`] (see its locking notes).
 
-use super::args::Config;
+use super::args::{Config, Persistence};
 use super::counters::Counters;
 use super::delay::Dice;
 use super::error::Error;
@@ -30,6 +39,7 @@ use signal_hook::iterator::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{Shutdown, TcpListener};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,6 +65,11 @@ pub struct Shared {
     pub uploads: AtomicU64,
     /// Set once, by the main thread, when shutdown begins; never cleared.
     pub stopping: AtomicBool,
+    /// The read end of the stop pipe: readable (EOF) once shutdown began, since the main
+    /// thread then drops the only write end. Idle connections wait on it beside their socket.
+    pub stop: OwnedFd,
+    /// Keep-alive (and its idle timeout) or one request per connection.
+    pub persistence: Persistence,
 }
 
 /// A worker thread: accepts and serves one connection at a time until shutdown.
@@ -149,6 +164,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         source,
     })?;
     let name = config.name.clone().unwrap_or_else(|| format!("backend-{}", local.port()));
+    let (stop, stop_writer) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::StopPipe(io::Error::from(e)))?;
     let shared = Arc::new(Shared {
         name,
         dir: config.dir.clone(),
@@ -156,6 +173,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         dice: Dice::new(config.seed, config.delay_ms, config.avg_delay_ms, config.fail_rate),
         uploads: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
+        stop,
+        persistence: config.persistence,
     });
 
     let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -166,8 +185,12 @@ pub fn run(config: Config) -> Result<(), Error> {
     }
     drop(done_tx); // only the workers hold senders now
 
+    let persistence = match config.persistence {
+        Persistence::KeepAlive(idle) => format!("keep-alive {idle:?}"),
+        Persistence::CloseEach => "one request per connection".to_string(),
+    };
     crate::info!(
-        "listening on {local} as {} ({} threads, dir {}, seed {})",
+        "listening on {local} as {} ({} threads, dir {}, seed {}, {persistence})",
         shared.name,
         config.threads,
         config.dir.display(),
@@ -180,6 +203,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         crate::info!("{name}: no new connections; finishing requests in progress");
     }
     shared.stopping.store(true, Ordering::SeqCst);
+    drop(stop_writer); // wakes the workers waiting on idle connections (module notes)
     if let Err(e) = socket2::SockRef::from(&*listener).shutdown(Shutdown::Both) {
         crate::warn!("internal: shutting the listener down: {e}");
     }

@@ -7,4 +7,5 @@ mod backend_support;
 #[path = "../support/util.rs"]
 mod util;
 
+mod keepalive;
 mod serve;

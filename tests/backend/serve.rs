@@ -95,7 +95,10 @@ fn chunked_put_and_expect_continue() {
     // The 100 Continue comes before we send the body, and the final reply after it.
     let mut s = TcpStream::connect(b.addr).unwrap();
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    s.write_all(b"PUT /e HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    s.write_all(
+        b"PUT /e HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
     let (head, _) = read_head(&mut s);
     assert_eq!(head, "HTTP/1.1 100 Continue\r\n\r\n");
     s.write_all(b"abc").unwrap();
@@ -150,6 +153,10 @@ fn malformed_requests_and_methods() {
 
     // A request with a body we do not read: the reply still arrives whole (no RST over it).
     let mut raw = b"GET /nope HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+    raw.extend(std::iter::repeat_n(b'z', 1_000_000));
+    assert_eq!(b.raw(&raw).status, 404);
+    // The same when the connection closes after the reply, with the body still unread.
+    let mut raw = b"GET /nope HTTP/1.1\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n".to_vec();
     raw.extend(std::iter::repeat_n(b'z', 1_000_000));
     assert_eq!(b.raw(&raw).status, 404);
     // Plain HTTP/1.0 and bare LF line ends work too.
@@ -293,7 +300,11 @@ fn hundred_megabytes_both_ways() {
 
     let mut s = TcpStream::connect(b.addr).unwrap();
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    write!(s, "PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    write!(
+        s,
+        "PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     assert_eq!(read_head(&mut s).0, "HTTP/1.1 100 Continue\r\n\r\n");
     let (mut pattern, mut sent) = (Pattern::new(7), Fnv::new());
     let mut chunk = vec![0u8; 1024 * 1024];
@@ -309,7 +320,7 @@ fn hundred_megabytes_both_ways() {
 
     let mut s = TcpStream::connect(b.addr).unwrap();
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
     let (head, _) = read_head(&mut s);
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.contains(&format!("\r\nContent-Length: {SIZE}\r\n")), "{head}");

@@ -179,26 +179,53 @@ impl Reply {
     }
 }
 
-/// Connects, sends `raw`, reads to EOF, parses. The reply must carry Content-Length, and the
-/// body must have exactly that length (`HEAD` replies: pass through `parse_reply` with
-/// `head_only`).
+/// Connects, sends `raw`, reads one reply (framed by its Content-Length; `HEAD` replies have
+/// no body), checks it, and when it says `Connection: close` checks that the backend then
+/// closes. The connection is dropped after.
 pub fn request(addr: SocketAddr, raw: &[u8]) -> Reply {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
     s.write_all(raw).expect("send request");
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).unwrap_or_else(|e| panic!("reading the reply to {:?}: {e}", String::from_utf8_lossy(raw)));
-    let head_only = raw.starts_with(b"HEAD ");
-    parse_reply(&all, head_only)
+    let mut r = BufReader::new(s);
+    let what = String::from_utf8_lossy(raw);
+    let reply =
+        read_reply(&mut r, raw.starts_with(b"HEAD ")).unwrap_or_else(|e| panic!("reading the reply to {what:?}: {e}"));
+    if reply.header("connection") == Some("close") {
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap_or_else(|e| panic!("waiting for the close after {what:?}: {e}"));
+        assert!(rest.is_empty(), "bytes after a reply to {what:?}: {:?}", String::from_utf8_lossy(&rest));
+    }
+    reply
 }
 
-/// Parses a complete reply (head and body, up to EOF).
-pub fn parse_reply(all: &[u8], head_only: bool) -> Reply {
-    let end = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(all)));
-    let head = std::str::from_utf8(&all[..end]).expect("ascii head");
+/// Reads exactly one reply from `r`: its head up to the blank line, then Content-Length bytes
+/// of body (none when `head_only`). Leaves whatever follows in `r`. An `UnexpectedEof` error
+/// when the connection ends first. Checks what every reply must have (see [`check_reply`]).
+pub fn read_reply(r: &mut impl BufRead, head_only: bool) -> std::io::Result<Reply> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let before = head.len();
+        r.read_until(b'\n', &mut head)?;
+        if head.len() == before {
+            let got = String::from_utf8_lossy(&head).into_owned();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("EOF in a reply head: {got:?}"),
+            ));
+        }
+        assert!(head.len() < 16 * 1024, "reply head too long");
+    }
+    let mut reply = reply_head(&head[..head.len() - 4]);
+    let length: usize = reply.header("content-length").expect("Content-Length on every reply").parse().unwrap();
+    reply.body = vec![0u8; if head_only { 0 } else { length }];
+    r.read_exact(&mut reply.body)?;
+    check_reply(&reply);
+    Ok(reply)
+}
+
+/// Parses a reply head (without its blank line); the body is left empty.
+fn reply_head(head: &[u8]) -> Reply {
+    let head = std::str::from_utf8(head).expect("ascii head");
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
     let mut parts = status_line.splitn(3, ' ');
@@ -210,12 +237,31 @@ pub fn parse_reply(all: &[u8], head_only: bool) -> Reply {
             (k.to_ascii_lowercase(), v.to_string())
         })
         .collect();
-    let reply = Reply { status, headers, body: all[end + 4..].to_vec() };
+    Reply { status, headers, body: Vec::new() }
+}
+
+/// What every reply has: a `Server-Name`, and a `Connection` header that, if present, is
+/// `close` or `keep-alive`.
+fn check_reply(reply: &Reply) {
+    assert!(reply.header("server-name").is_some(), "Server-Name on every reply");
+    assert!(matches!(reply.header("connection"), None | Some("close" | "keep-alive")), "{reply:?}");
+}
+
+/// Parses a complete reply (head and body) read up to EOF: the reply must say
+/// `Connection: close`, and its body must have exactly its Content-Length (`HEAD` replies:
+/// `head_only`).
+pub fn parse_reply(all: &[u8], head_only: bool) -> Reply {
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(all)));
+    let mut reply = reply_head(&all[..end]);
+    reply.body = all[end + 4..].to_vec();
     let length: usize = reply.header("content-length").expect("Content-Length on every reply").parse().unwrap();
     let expect = if head_only { 0 } else { length };
     assert_eq!(reply.body.len(), expect, "body length of {reply:?}");
     assert_eq!(reply.header("connection"), Some("close"));
-    assert!(reply.header("server-name").is_some(), "Server-Name on every reply");
+    check_reply(&reply);
     reply
 }
 

@@ -126,7 +126,16 @@ pub struct Backend {
     pub port: u16,
 }
 
+/// A backend that closes after each reply (`--close-each`), as the tcp-mode tests expect: they
+/// send requests without `Connection: close` through the bridge and read to EOF.
 pub fn backend(args: &[&str]) -> Backend {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("--close-each");
+    backend_persistent(&all)
+}
+
+/// A backend with HTTP/1.1 persistent connections (its default): for tests of connection reuse.
+pub fn backend_persistent(args: &[&str]) -> Backend {
     let mut all: Vec<&str> = args.to_vec();
     all.push("0");
     let proc = Proc::spawn(BACKEND, &all);
