@@ -9,6 +9,7 @@ mod cli;
 mod drain;
 mod failover;
 mod fairness;
+mod hostile;
 mod limits;
 mod overload;
 mod pacing;
