@@ -5,6 +5,7 @@
 #[path = "../support/util.rs"]
 mod util;
 
+mod check;
 mod cli;
 mod drain;
 mod failover;
