@@ -486,7 +486,8 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
         // `off` (or 0) turns pacing off, as `--rate off` does. YAML 1.1 reads a bare `off` as
         // false, so a boolean false is also off. The range is `config::check_rate`'s, the one
         // the flag and `PUT /rate` use.
-        let what = format!("expected {}", config::rate_range());
+        let what =
+            format!("expected a number or off ({} to {} connections per second)", config::MIN_RATE, config::MAX_RATE);
         let rate = match &n.value {
             Node::Str(s) if s.trim() == "off" => None,
             Node::Bool(false) => None,
@@ -666,8 +667,8 @@ mod tests {
         assert_eq!(ok("rate: off").rate, Some(None));
         assert_eq!(ok("rate: \"off\"").rate, Some(None));
         assert_eq!(ok("rate: 0").rate, Some(None));
-        bad_at("\nrate: fast", 2, "rate", "expected off, or 0.001 to 1000000 connections per second");
-        bad_at("rate: -1", 1, "rate", "expected off, or 0.001 to 1000000 connections per second, found -1");
+        bad_at("\nrate: fast", 2, "rate", "expected a number or off (0.001 to 1000000 connections per second)");
+        bad_at("rate: -1", 1, "rate", "expected a number or off (0.001 to 1000000 connections per second), found -1");
         bad_at("rate: .inf", 1, "rate", "not a finite number");
         assert_eq!(ok("rate: 100000").rate, Some(Some(100000.0)));
         for (v, shown) in [
@@ -682,7 +683,7 @@ mod tests {
                 &format!("rate: {v}"),
                 1,
                 "rate",
-                &format!("0.001 to 1000000 connections per second, found {shown}"),
+                &format!("0.001 to 1000000 connections per second), found {shown}"),
             );
         }
         bad_at("rate: inf", 1, "rate", "found a string 'inf'");

@@ -27,7 +27,7 @@ const SETTINGS: [Setting; 3] = [
         flag: "--rate",
         key: "rate",
         flag_range: "off, or 0.001 to 1000000 connections per second",
-        key_range: "off, or 0.001 to 1000000 connections per second",
+        key_range: "a number or off (0.001 to 1000000 connections per second)",
         accepts: &["100000"],
     },
     Setting {
