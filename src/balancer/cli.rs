@@ -63,9 +63,14 @@ fn options() -> Options {
     o.optopt("", "balance", "least-loaded (default), round-robin or least-conn", "RULE");
     o.optmulti("", "weight", "weight of a client address or block, e.g. 10.0.0.0/8=3", "CIDR=W");
     o.optflag("", "server-speaks-first", "dispatch at accept, without waiting for the client's first byte");
-    o.optopt("", "stats-file", "SQLite file for durable per-server stats (also: --stats-dir)", "FILE");
+    o.optopt(
+        "",
+        "stats-file",
+        "SQLite file for durable per-server stats; in an existing directory, loadbalancer-stats.db",
+        "FILE",
+    );
     // The old name: it always took a file. Kept so existing command lines keep working.
-    o.optopt("", "stats-dir", "the same as --stats-file (its old name)", "FILE");
+    o.optopt("", "stats-dir", "the old name of --stats-file, still accepted", "FILE");
     o.optflag("", "check", "check the configuration, print what would run, exit (binds nothing)");
     o.optopt("", "host", "address to listen on (default 127.0.0.1)", "IP");
     o.optflagmulti("v", "verbose", "more log lines (debug)");
@@ -269,6 +274,15 @@ mod tests {
         assert_eq!(e, "-N '100000': expected a whole number from 1 to 2048");
         let e = run(&["--burst", "18446744073709551616", "1", "2"]).unwrap_err();
         assert_eq!(e, "--burst '18446744073709551616': expected a whole number from 1 to 1000000");
+    }
+
+    #[test]
+    fn help_names_the_new_flags_and_the_ranges() {
+        let h = help();
+        for words in ["--stats-file", "--stats-dir", "old name", "--check", "1..2048", "1..1000000", "or off"] {
+            assert!(h.contains(words), "--help lacks {words}:\n{h}");
+        }
+        assert!(matches!(parse(&["--check", "1", "2"]), Ok(Command::Run(a)) if a.check));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Durable per-server stats: the `stats-dir` SQLite file, its writer thread, and
+//! Durable per-server stats: the `stats-file` SQLite file, its writer thread, and
 //! `loadbalancer stats FILE [--json]`.
 //!
 //! ## The file
@@ -47,7 +47,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// `PRAGMA application_id` of our files: "LBst".
 const APPLICATION_ID: i32 = 0x4c42_7374;
-/// The file used inside a directory given as `stats-dir`.
+/// The file used inside a directory given as `stats-file` (or its old name `stats-dir`).
 pub const DEFAULT_FILE_NAME: &str = "loadbalancer-stats.db";
 /// How often the writer looks for changes, and so the most a kill -9 can lose.
 pub const SAVE_PERIOD: Duration = Duration::from_secs(1);
@@ -101,7 +101,7 @@ impl std::error::Error for StoreError {
     }
 }
 
-/// The database path for a `stats-dir` value: the path itself, or `DEFAULT_FILE_NAME` inside it
+/// The database path for a `stats-file` value: the path itself, or `DEFAULT_FILE_NAME` inside it
 /// when it is an existing directory.
 pub fn db_path(path: &Path) -> PathBuf {
     if path.is_dir() { path.join(DEFAULT_FILE_NAME) } else { path.to_path_buf() }
