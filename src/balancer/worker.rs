@@ -95,12 +95,6 @@ impl Pool {
         }
         Ok(())
     }
-
-    /// Worker threads alive now, and how many of them are idle.
-    pub fn counts(&self) -> (usize, usize) {
-        let counts = self.shared.counts.lock();
-        (counts.live, counts.idle)
-    }
 }
 
 impl Shared {
