@@ -2,13 +2,15 @@
 //! effects but reading `--dir`'s metadata), then [`Args::into_config`] resolves what needs the
 //! system (the listen address, the default seed) into the runtime [`Config`].
 //!
-//! Every refusal names the word and the problem ([`ArgsError`]); the binary prints it with the
-//! usage line and exits 2. `-h` and `-V` are ordinary outcomes ([`Parsed`]).
+//! Every refusal names the word and the problem ([`UsageError`], shared by the four binaries);
+//! the binary prints it with the usage line and exits 2. `-h` and `-V` are ordinary outcomes
+//! ([`Parsed`]).
 
+pub use crate::common::args::UsageError;
+use crate::common::args::number_in;
 use crate::common::log::{self, Level};
-use getopts::{Fail, Options};
+use getopts::Options;
 use std::ffi::OsStr;
-use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,23 +42,8 @@ pub enum Parsed {
     Version,
 }
 
-/// A refused command line: which word, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArgsError {
-    pub word: String,
-    pub problem: String,
-}
-
-impl fmt::Display for ArgsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.word, self.problem)
-    }
-}
-
-impl std::error::Error for ArgsError {}
-
-fn bad(word: impl Into<String>, problem: impl Into<String>) -> ArgsError {
-    ArgsError { word: word.into(), problem: problem.into() }
+fn bad(word: impl Into<String>, problem: impl Into<String>) -> UsageError {
+    UsageError::new(word, problem)
 }
 
 /// The validated command line.
@@ -139,27 +126,13 @@ pub fn help() -> String {
     options().usage(USAGE)
 }
 
-fn number<T: std::str::FromStr>(flag: &str, v: &str, what: &str) -> Result<T, ArgsError> {
+fn number<T: std::str::FromStr>(flag: &str, v: &str, what: &str) -> Result<T, UsageError> {
     v.parse().map_err(|_| bad(format!("--{flag} {v}"), format!("not {what}")))
 }
 
-/// getopts reports an option by its bare name (`v`, `dir`); show it as typed.
-fn dashed(name: &str) -> String {
-    match name.len() {
-        1 => format!("-{name}"),
-        _ => format!("--{name}"),
-    }
-}
-
 /// Parses the words after the program name.
-pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, ArgsError> {
-    let m = options().parse(words).map_err(|e| match e {
-        Fail::ArgumentMissing(w) => bad(dashed(&w), "needs a value"),
-        Fail::UnrecognizedOption(w) => bad(dashed(&w), "unknown option"),
-        Fail::OptionMissing(w) => bad(dashed(&w), "missing"),
-        Fail::OptionDuplicated(w) => bad(dashed(&w), "given more than once"),
-        Fail::UnexpectedArgument(w) => bad(dashed(&w), "takes no value"),
-    })?;
+pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, UsageError> {
+    let m = options().parse(words).map_err(UsageError::from_getopts)?;
     if m.opt_present("h") {
         return Ok(Parsed::Help);
     }
@@ -173,7 +146,7 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, ArgsError> {
         [_, extra, ..] => return Err(bad(extra, "unexpected word (only one PORT)")),
     };
     let get = |flag: &str| m.opt_str(flag);
-    let u64_flag = |flag: &str| -> Result<u64, ArgsError> {
+    let u64_flag = |flag: &str| -> Result<u64, UsageError> {
         get(flag).map_or(Ok(0), |v| number(flag, &v, "a non-negative integer"))
     };
 
@@ -186,12 +159,7 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, ArgsError> {
 
     let threads = match get("threads") {
         None => 16,
-        Some(v) => match number::<usize>("threads", &v, "a number")? {
-            n @ 1..=MAX_THREADS => n,
-            _ => {
-                return Err(bad(format!("--threads {v}"), format!("must be 1..{MAX_THREADS}")));
-            }
-        },
+        Some(v) => number_in(&v, 1..=MAX_THREADS).map_err(|e| bad(format!("--threads {v}"), e))?,
     };
 
     let name = get("name");
@@ -244,7 +212,7 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Parsed, ArgsError> {
 
 /// `--keep-alive-timeout` (seconds, `2.5`, `500ms`: the balancer's duration words) and
 /// `--close-each`, which exclude each other.
-fn persistence(timeout: Option<String>, close_each: bool) -> Result<Persistence, ArgsError> {
+fn persistence(timeout: Option<String>, close_each: bool) -> Result<Persistence, UsageError> {
     let Some(word) = timeout else {
         return Ok(if close_each { Persistence::CloseEach } else { Persistence::KeepAlive(DEFAULT_KEEP_ALIVE) });
     };
@@ -252,7 +220,7 @@ fn persistence(timeout: Option<String>, close_each: bool) -> Result<Persistence,
     if close_each {
         return Err(bad(flag, "cannot be given with --close-each"));
     }
-    match crate::balancer::config::parse_duration(&word) {
+    match crate::common::args::duration(&word) {
         Some(d) if d >= Duration::from_millis(1) && d <= MAX_KEEP_ALIVE => Ok(Persistence::KeepAlive(d)),
         Some(_) => Err(bad(flag, format!("must be 1ms..{}s", MAX_KEEP_ALIVE.as_secs()))),
         None => Err(bad(flag, "not a duration (seconds, like 15, 2.5 or 500ms)")),
@@ -262,7 +230,7 @@ fn persistence(timeout: Option<String>, close_each: bool) -> Result<Persistence,
 impl Args {
     /// Resolves the listen address (a literal IPv4 or IPv6 address, brackets allowed, or a name
     /// resolved once; the first address wins) and picks the seed.
-    pub fn into_config(self) -> Result<Config, ArgsError> {
+    pub fn into_config(self) -> Result<Config, UsageError> {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         let addr = (host, self.port)
             .to_socket_addrs()
@@ -290,7 +258,7 @@ impl Args {
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> Result<Parsed, ArgsError> {
+    fn p(s: &str) -> Result<Parsed, UsageError> {
         parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
     }
 

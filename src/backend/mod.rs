@@ -26,7 +26,7 @@ pub mod handler;
 pub mod http;
 pub mod server;
 
-pub use args::{Args, ArgsError, Config, Parsed};
+pub use args::{Args, Config, Parsed, UsageError};
 pub use error::Error;
 
 /// Runs a backend with `config` until SIGTERM or SIGINT. `parent` is the parent pid as read

@@ -36,7 +36,6 @@ use super::handler;
 use nix::sys::signal::{SigSet, Signal};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{Shutdown, TcpListener};
 use std::os::fd::OwnedFd;
@@ -48,9 +47,6 @@ use std::time::{Duration, Instant};
 
 /// How long requests in progress may take to finish after SIGTERM/SIGINT.
 pub const DRAIN: Duration = Duration::from_secs(2);
-
-/// Listen backlog: generous, since every queued connection is only a few hundred bytes.
-const BACKLOG: i32 = 1024;
 
 /// What every worker shares.
 #[derive(Debug)]
@@ -131,17 +127,14 @@ fn termination_signals() -> SigSet {
     set
 }
 
-/// Binds the listener: SO_REUSEADDR so a restart does not wait out TIME_WAIT (on Linux it
-/// still refuses a port another socket listens on).
+/// Binds the listener (`common::args::listen`: SO_REUSEADDR, so a restart does not wait out
+/// TIME_WAIT; a blocking socket, since every worker blocks in `accept`).
 fn bind(config: &Config) -> Result<TcpListener, Error> {
-    let addr = config.addr;
-    let step = |what: &'static str| move |source| Error::Listen { addr, what, source };
-    let socket =
-        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(step("creating a socket"))?;
-    socket.set_reuse_address(true).map_err(step("setting SO_REUSEADDR"))?;
-    socket.bind(&addr.into()).map_err(step("binding"))?;
-    socket.listen(BACKLOG).map_err(step("listening"))?;
-    Ok(socket.into())
+    crate::common::args::listen(config.addr, Default::default()).map_err(|e| Error::Listen {
+        addr: e.addr,
+        what: e.step,
+        source: e.source,
+    })
 }
 
 /// Arranges SIGTERM on the parent's death (`--die-with-parent`), then closes the race where the
@@ -160,7 +153,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     let listener = Arc::new(bind(&config)?);
     let local = listener.local_addr().map_err(|source| Error::Listen {
         addr: config.addr,
-        what: "reading the bound address",
+        what: "read the bound address of",
         source,
     })?;
     let name = config.name.clone().unwrap_or_else(|| format!("backend-{}", local.port()));

@@ -4,13 +4,15 @@
 //! Options may stand anywhere among the positional words (GNU permutation):
 //! `loadbalancer 8020 8120 -R 1 8220` is `-R 1`, port 8020, servers 8120 and 8220.
 
-use crate::balancer::config::{Balance, Cidr, Layer, Mode, parse_duration};
+use crate::balancer::config::{self, Balance, Cidr, Layer, MAX_BURST, MAX_LIMIT, Mode, parse_duration};
+pub use crate::common::args::UsageError;
+use crate::common::args::{self as common_args, DURATION_FORMS, shown};
 use crate::common::log::{self, Level};
 use getopts::Options;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub const USAGE: &str = "usage: loadbalancer [-N n] [-R r] [OPTIONS] PORT SERVER...   (or: loadbalancer --config FILE.yaml, loadbalancer stats FILE [--json])";
+pub const USAGE: &str = "usage: loadbalancer [-N n] [-R r] [OPTIONS] PORT SERVER...   (or: loadbalancer --config FILE.yaml, loadbalancer --check ..., loadbalancer stats FILE [--json])";
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -30,22 +32,25 @@ pub struct Args {
     pub layer: Layer,
     pub config_file: Option<PathBuf>,
     pub log_level: Level,
+    /// `--check`: validate everything, print what would run, bind nothing.
+    pub check: bool,
 }
-
-/// A bad command line: the message names the word and the problem. Exit status 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
 
 fn options() -> Options {
     let mut o = Options::new();
-    o.optopt("N", "connections", "client connections bridged at once (default 4)", "n");
+    o.optopt("N", "connections", &format!("client connections bridged at once, 1..{MAX_LIMIT} (default 4)"), "n");
     o.optopt("R", "probe-every", "a health probe round after every r connections (default 5)", "r");
     o.optopt("", "config", "read settings from a YAML file (flags win over it)", "FILE");
     o.optopt("", "max-per-server", "at most m bridged connections to any one server", "m");
     o.optopt("", "queue-max", "at most q connections wait; one more gets 503 (default 4096)", "q");
     o.optopt("", "queue-timeout", "a connection waiting this long gets 503 (default 30s)", "s");
-    o.optopt("", "rate", "connections per second dispatched to servers, or off", "r");
-    o.optopt("", "burst", "token bucket depth for --rate (default: N)", "b");
+    o.optopt(
+        "",
+        "rate",
+        &format!("connections per second dispatched to servers, {} to {}, or off", config::MIN_RATE, config::MAX_RATE),
+        "r",
+    );
+    o.optopt("", "burst", &format!("token bucket depth for --rate, 1..{MAX_BURST} (default: N)"), "b");
     o.optopt("", "admin", "serve /status, /metrics, the dashboard on [HOST:]PORT", "PORT");
     o.optopt("", "client-timeout", "close a client silent this long (default 30s)", "s");
     o.optopt(
@@ -58,7 +63,15 @@ fn options() -> Options {
     o.optopt("", "balance", "least-loaded (default), round-robin or least-conn", "RULE");
     o.optmulti("", "weight", "weight of a client address or block, e.g. 10.0.0.0/8=3", "CIDR=W");
     o.optflag("", "server-speaks-first", "dispatch at accept, without waiting for the client's first byte");
-    o.optopt("", "stats-dir", "SQLite file (or directory) for durable per-server stats", "PATH");
+    o.optopt(
+        "",
+        "stats-file",
+        "SQLite file for durable per-server stats; in an existing directory, loadbalancer-stats.db",
+        "FILE",
+    );
+    // The old name: it always took a file. Kept so existing command lines keep working.
+    o.optopt("", "stats-dir", "the old name of --stats-file, still accepted", "FILE");
+    o.optflag("", "check", "check the configuration, print what would run, exit (binds nothing)");
     o.optopt("", "mode", "tcp (default: a slot per connection) or http (a slot per request)", "MODE");
     o.optopt("", "keep-alive-timeout", "http mode: close a client idle this long between requests (default 60s)", "s");
     o.optopt("", "server-idle-max", "http mode: idle connections kept per server for reuse (default N)", "n");
@@ -73,8 +86,13 @@ fn options() -> Options {
 
 pub fn help() -> String {
     options().usage(&format!(
-        "{USAGE}\n\nBridges each client TCP connection to the least-loaded healthy server.\n\
-         PORT is the listening port; a SERVER is a port on 127.0.0.1 or HOST:PORT."
+        "{USAGE}\n\nBridges each client TCP connection to a healthy server: the least-loaded one unless\n\
+         --balance says otherwise. PORT is the listening port; a SERVER is a port on 127.0.0.1 or\n\
+         HOST:PORT (a name is resolved at startup and again on SIGHUP). A setting flag has a config-file\n\
+         key of its name without the dashes (connections for -N, probe-every for -R, weights for\n\
+         --weight, stats-file for --stats-file); flags win over the file.\n\
+         --check validates flags, file, server names and the stats file, prints what would run, and\n\
+         exits 0 (2: bad configuration, 1: a server name or the stats file fails) without binding."
     ))
 }
 
@@ -83,7 +101,7 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Command, UsageError> {
     if argv.first() == Some(&"stats") {
         return parse_stats(&argv[1..]);
     }
-    let m = options().parse(&argv).map_err(|e| UsageError(e.to_string()))?;
+    let m = options().parse(&argv).map_err(UsageError::from_getopts)?;
     if m.opt_present("h") {
         return Ok(Command::Help);
     }
@@ -99,51 +117,60 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Command, UsageError> {
     if !servers.is_empty() {
         layer.servers = Some(servers);
     }
-    layer.connections = opt_min(&m, "N", 1)?;
+    layer.connections = ranged(&m, "N", config::parse_limit)?;
     layer.probe_every = opt_min(&m, "R", 1)?;
     layer.max_per_server = opt_min(&m, "max-per-server", 1)?;
     layer.queue_max = opt_min(&m, "queue-max", 1)?;
-    layer.burst = opt_min(&m, "burst", 1)?;
+    layer.burst = ranged(&m, "burst", config::parse_burst)?;
     layer.queue_timeout = duration(&m, "queue-timeout")?;
     layer.client_timeout = duration(&m, "client-timeout")?;
     layer.server_timeout = duration(&m, "server-timeout")?;
     layer.drain_timeout = duration(&m, "drain-timeout")?;
-    if let Some(r) = m.opt_str("rate") {
-        layer.rate = Some(Some(parse_rate(&r).map_err(|e| UsageError(format!("--rate '{r}': {e}")))?))
-            .map(|r| r.filter(|v| *v > 0.0));
-    }
+    layer.rate = ranged(&m, "rate", config::parse_rate)?;
     layer.admin = m.opt_str("admin");
     if let Some(b) = m.opt_str("balance") {
-        let rule = Balance::parse(&b)
-            .ok_or_else(|| UsageError(format!("--balance '{b}': expected least-loaded, round-robin or least-conn")))?;
+        let rule = Balance::parse(&b).ok_or_else(|| {
+            UsageError::new(format!("--balance '{b}'"), "expected least-loaded, round-robin or least-conn")
+        })?;
         layer.balance = Some(rule);
     }
     let weights = m.opt_strs("weight");
     if !weights.is_empty() {
-        let parsed = weights.iter().map(|w| parse_weight(w).map_err(UsageError)).collect::<Result<_, _>>()?;
+        let parsed =
+            weights.iter().map(|w| parse_weight(w).map_err(|e| UsageError::new(e, ""))).collect::<Result<_, _>>()?;
         layer.weights = Some(parsed);
     }
     if m.opt_present("server-speaks-first") {
         layer.server_speaks_first = Some(true);
     }
-    layer.stats_file = m.opt_str("stats-dir").map(PathBuf::from);
+    layer.stats_file = match (m.opt_str("stats-file"), m.opt_str("stats-dir")) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError::new("--stats-dir", "is the old name of --stats-file: give one of them"));
+        }
+        (file, dir) => file.or(dir).map(PathBuf::from),
+    };
     if let Some(word) = m.opt_str("mode") {
-        let mode = Mode::parse(&word).ok_or_else(|| UsageError(format!("--mode '{word}': expected tcp or http")))?;
+        let mode = Mode::parse(&word)
+            .ok_or_else(|| UsageError::new(format!("--mode '{}'", shown(&word)), "expected tcp or http"))?;
         layer.mode = Some(mode);
     }
     layer.keep_alive_timeout = duration(&m, "keep-alive-timeout")?;
     layer.server_idle_timeout = duration(&m, "server-idle-timeout")?;
     layer.server_idle_max = match m.opt_str("server-idle-max") {
-        Some(word) => Some(number::<usize>("--server-idle-max", &word)?),
+        Some(word) => Some(
+            common_args::number_in(&word, 0..=1_000_000)
+                .map_err(|e| UsageError::new(format!("--server-idle-max '{}'", shown(&word)), e))?,
+        ),
         None => None,
     };
     if let Some(h) = m.opt_str("host") {
-        layer.host = Some(h.parse().map_err(|_| UsageError(format!("--host '{h}': not an IP address")))?);
+        layer.host = Some(h.parse().map_err(|_| UsageError::new(format!("--host '{h}'"), "not an IP address"))?);
     }
     Ok(Command::Run(Box::new(Args {
         layer,
         config_file: m.opt_str("config").map(PathBuf::from),
         log_level: log::level_from_counts(m.opt_count("v"), m.opt_count("q")),
+        check: m.opt_present("check"),
     })))
 }
 
@@ -154,22 +181,11 @@ fn parse_stats(rest: &[&str]) -> Result<Command, UsageError> {
         match *w {
             "--json" => json = true,
             f if !f.starts_with('-') && file.is_none() => file = Some(PathBuf::from(f)),
-            other => return Err(UsageError(format!("stats: unexpected word '{other}'"))),
+            other => return Err(UsageError::new(format!("stats: unexpected word '{other}'"), "")),
         }
     }
-    let file = file.ok_or_else(|| UsageError("stats: missing the FILE".into()))?;
+    let file = file.ok_or_else(|| UsageError::new("stats", "missing the FILE"))?;
     Ok(Command::Stats { file, json })
-}
-
-/// `r` (a positive number) or `off` (0 also means off).
-pub fn parse_rate(s: &str) -> Result<f64, String> {
-    if s == "off" {
-        return Ok(0.0);
-    }
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err("expected a number of connections per second, or off".into()),
-    }
 }
 
 /// `CIDR=W` with W a positive integer.
@@ -186,15 +202,26 @@ pub fn parse_weight(s: &str) -> Result<(Cidr, u32), String> {
 fn number<T: FromStr>(what: &str, word: &str) -> Result<T, UsageError> {
     word.parse::<T>().map_err(|_| {
         if what == "PORT" {
-            UsageError(format!("PORT '{word}': not a port number (0..65535)"))
+            UsageError::new(format!("PORT '{word}'"), "not a port number (0..65535)")
         } else {
-            UsageError(format!("{what} '{word}': not a valid number"))
+            UsageError::new(format!("{what} '{}'", shown(word)), "not a valid number")
         }
     })
 }
 
 fn flag_name(name: &str) -> String {
-    if name.len() == 1 { format!("-{name}") } else { format!("--{name}") }
+    common_args::dashed(name)
+}
+
+/// `--name WORD` checked by `parse` (which says the accepted range): the error names the flag
+/// and the word.
+fn ranged<T>(
+    m: &getopts::Matches,
+    name: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, UsageError> {
+    let Some(word) = m.opt_str(name) else { return Ok(None) };
+    parse(&word).map(Some).map_err(|e| UsageError::new(format!("{} '{}'", flag_name(name), shown(&word)), e))
 }
 
 fn opt_min<T: FromStr + PartialOrd + From<u8> + Copy>(
@@ -205,7 +232,7 @@ fn opt_min<T: FromStr + PartialOrd + From<u8> + Copy>(
     let Some(word) = m.opt_str(name) else { return Ok(None) };
     let v: T = number(&flag_name(name), &word)?;
     if v < T::from(min) {
-        return Err(UsageError(format!("{} '{word}': must be at least {min}", flag_name(name))));
+        return Err(UsageError::new(format!("{} '{word}'", flag_name(name)), format!("must be at least {min}")));
     }
     Ok(Some(v))
 }
@@ -214,7 +241,7 @@ fn duration(m: &getopts::Matches, name: &str) -> Result<Option<std::time::Durati
     let Some(word) = m.opt_str(name) else { return Ok(None) };
     parse_duration(&word)
         .map(Some)
-        .ok_or_else(|| UsageError(format!("--{name} '{word}': expected seconds, like 30, 2.5 or 500ms")))
+        .ok_or_else(|| UsageError::new(format!("--{name} '{}'", shown(&word)), format!("expected {DURATION_FORMS}")))
 }
 
 #[cfg(test)]
@@ -225,7 +252,7 @@ mod tests {
         match parse(words) {
             Ok(Command::Run(a)) => Ok(a.layer),
             Ok(other) => Err(format!("{other:?}")),
-            Err(UsageError(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -255,5 +282,31 @@ mod tests {
     fn rate_off_is_none() {
         assert_eq!(run(&["--rate", "off", "1", "2"]).unwrap().rate, Some(None));
         assert_eq!(run(&["--rate", "20", "1", "2"]).unwrap().rate, Some(Some(20.0)));
+    }
+
+    #[test]
+    fn hostile_values_name_the_range() {
+        let e = run(&["--rate", "1e-30", "1", "2"]).unwrap_err();
+        assert_eq!(e, "--rate '1e-30': expected off, or 0.001 to 1000000 connections per second");
+        let e = run(&["-N", "100000", "1", "2"]).unwrap_err();
+        assert_eq!(e, "-N '100000': expected a whole number from 1 to 2048");
+        let e = run(&["--burst", "18446744073709551616", "1", "2"]).unwrap_err();
+        assert_eq!(e, "--burst '18446744073709551616': expected a whole number from 1 to 1000000");
+    }
+
+    #[test]
+    fn help_names_the_new_flags_and_the_ranges() {
+        let h = help();
+        for words in ["--stats-file", "--stats-dir", "old name", "--check", "1..2048", "1..1000000", "or off"] {
+            assert!(h.contains(words), "--help lacks {words}:\n{h}");
+        }
+        assert!(matches!(parse(&["--check", "1", "2"]), Ok(Command::Run(a)) if a.check));
+    }
+
+    #[test]
+    fn stats_file_and_its_old_name() {
+        assert_eq!(run(&["--stats-file", "s.db", "1", "2"]).unwrap().stats_file, Some(PathBuf::from("s.db")));
+        assert_eq!(run(&["--stats-dir", "s.db", "1", "2"]).unwrap().stats_file, Some(PathBuf::from("s.db")));
+        assert!(run(&["--stats-dir", "a", "--stats-file", "b", "1", "2"]).unwrap_err().contains("give one"));
     }
 }

@@ -107,7 +107,9 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// A server as given (`8080`, `host:8080`, `[::1]:8080`) and the address it resolved to.
+/// A server: the address its word (`8080`, `host:8080`, `[::1]:8080`) resolved to when the
+/// configuration was built (at startup, and again on each SIGHUP). The word itself is not
+/// kept: the log, `/status` and the stats file name a server by this address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerAddr {
     pub addr: SocketAddr,
@@ -280,6 +282,76 @@ pub struct Config {
 }
 
 pub const DEFAULT_LIMIT: usize = 4;
+
+/// The highest global bound on bridged connections (`-N`, `connections`, `PUT /limit`).
+///
+/// Why 2048: at the bound every slot may be a bridge on its own worker thread, so the bound
+/// must be something the process can hold without aborting, on a small machine (the one this
+/// was measured on: 2 cores, `ulimit -Hn` 20000, `vm.max_map_count` 65530, `pid_max` 32768):
+/// - threads: 2048, each with about four memory mappings (stack, guard, signal stack and its
+///   guard), 8k mappings in all, far below `vm.max_map_count`; an exhausted map count is what
+///   aborted the process at `PUT /limit 100000` ("failed to allocate an alternative stack");
+/// - descriptors: a bridge holds two sockets and at most two splice pipes (six descriptors),
+///   so 2048 bridges plus the default waiting room (4096) and a margin need about 16.4k,
+///   below that hard limit;
+/// - memory: two 16 KiB copy buffers and the touched part of a stack per thread, some tens of
+///   MiB in all.
+///
+/// Threads are started only as clients need them (see `worker::Pool`), so a high bound costs
+/// nothing until it is used.
+pub const MAX_LIMIT: usize = 2048;
+
+/// The slowest pacing rate (`--rate`, `rate`, `PUT /rate`), in connections per second: one
+/// connection every 1000 s. Anything slower is better said as `off` or a lower limit, and a
+/// lower bound keeps the wait for the next token (at most `1 / MIN_RATE` seconds) finite.
+pub const MIN_RATE: f64 = 0.001;
+
+/// The fastest pacing rate: a million connections per second, beyond what one balancer can
+/// accept; a higher rate is no pacing at all, so it is refused rather than silently ignored.
+pub const MAX_RATE: f64 = 1e6;
+
+/// The deepest token bucket (`--burst`, `burst`): one second at `MAX_RATE`.
+pub const MAX_BURST: u32 = 1_000_000;
+
+/// The accepted rates, for messages.
+pub fn rate_range() -> String {
+    format!("off, or {MIN_RATE} to {MAX_RATE} connections per second")
+}
+
+/// Checks a pacing rate: `0` means off (`None`); otherwise `MIN_RATE..=MAX_RATE`. Refuses a
+/// negative sign (also `-0`), NaN and infinities.
+pub fn check_rate(v: f64) -> Result<Option<f64>, String> {
+    if v == 0.0 && v.is_sign_positive() {
+        return Ok(None);
+    }
+    if (MIN_RATE..=MAX_RATE).contains(&v) {
+        return Ok(Some(v));
+    }
+    Err(format!("expected {}", rate_range()))
+}
+
+/// A rate as written on the command line or in a `PUT /rate` body: `off`, `0`, or a number
+/// in `MIN_RATE..=MAX_RATE`. The error says the accepted range; the caller names the word.
+pub fn parse_rate(word: &str) -> Result<Option<f64>, String> {
+    let word = word.trim();
+    if word == "off" {
+        return Ok(None);
+    }
+    match word.parse::<f64>() {
+        Ok(v) => check_rate(v),
+        Err(_) => Err(format!("expected {}", rate_range())),
+    }
+}
+
+/// A global bound (`-N`, `PUT /limit`) in `1..=MAX_LIMIT`.
+pub fn parse_limit(word: &str) -> Result<usize, String> {
+    crate::common::args::number_in(word, 1..=MAX_LIMIT)
+}
+
+/// A bucket depth (`--burst`) in `1..=MAX_BURST`.
+pub fn parse_burst(word: &str) -> Result<u32, String> {
+    crate::common::args::number_in(word, 1..=MAX_BURST)
+}
 pub const DEFAULT_PROBE_EVERY: u64 = 5;
 pub const PROBE_PERIOD: Duration = Duration::from_secs(5);
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -336,8 +408,8 @@ impl Config {
             return Err("no SERVER given: at least one is needed".into());
         }
         let limit = layer.connections.unwrap_or(DEFAULT_LIMIT);
-        if limit == 0 {
-            return Err("connections: must be at least 1".into());
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(format!("connections: {limit} is not in 1..{MAX_LIMIT}"));
         }
         if layer.probe_every == Some(0) {
             return Err("probe-every: must be at least 1".into());
@@ -362,7 +434,8 @@ impl Config {
             queue_max: layer.queue_max.unwrap_or(4096),
             queue_timeout: layer.queue_timeout.unwrap_or(Duration::from_secs(30)),
             rate: layer.rate.flatten(),
-            burst: layer.burst.unwrap_or(limit as u32).max(1),
+            // The default (N) is within both ranges: MAX_LIMIT <= MAX_BURST.
+            burst: layer.burst.unwrap_or(limit as u32).clamp(1, MAX_BURST),
             admin,
             client_timeout: layer.client_timeout.unwrap_or(Duration::from_secs(30)),
             server_timeout,
@@ -412,18 +485,9 @@ pub fn parse_admin(word: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("--admin '{word}': expected PORT or HOST:PORT"))
 }
 
-/// `30`, `2.5`, `30s`, `500ms` → a duration; refuses negatives and garbage.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    (0.0..1e9).contains(&v).then(|| Duration::from_secs_f64(v * scale))
-}
+/// `30`, `2.5`, `30s`, `500ms` → a duration: the one syntax of every binary
+/// (`common::args::duration`), here under the name the balancer's modules use.
+pub use crate::common::args::duration as parse_duration;
 
 #[cfg(test)]
 mod tests {
@@ -464,6 +528,33 @@ mod tests {
         assert_eq!(parse_duration("2.5s"), Some(Duration::from_millis(2500)));
         assert_eq!(parse_duration("-1"), None);
         assert_eq!(parse_duration("abc"), None);
+    }
+
+    #[test]
+    fn hostile_rates_and_limits_are_refused() {
+        assert_eq!(parse_rate("off"), Ok(None));
+        assert_eq!(parse_rate("0"), Ok(None));
+        assert_eq!(parse_rate("20"), Ok(Some(20.0)));
+        assert_eq!(parse_rate("0.001"), Ok(Some(0.001)));
+        assert_eq!(parse_rate("100000"), Ok(Some(100000.0)));
+        for bad in ["1e-30", "5e-324", "1e308", "inf", "-inf", "nan", "-0", "-1", "18446744073709551616", "x", ""] {
+            let e = parse_rate(bad).unwrap_err();
+            assert!(e.contains("0.001 to 1000000"), "{bad}: {e}");
+        }
+        assert_eq!(parse_limit("4"), Ok(4));
+        assert_eq!(parse_limit(&MAX_LIMIT.to_string()), Ok(MAX_LIMIT));
+        for bad in ["0", "-0", "100000", "18446744073709551616", "1e308", "inf", "nan", "5e-324", "2049"] {
+            assert_eq!(parse_limit(bad), Err("expected a whole number from 1 to 2048".into()), "{bad}");
+        }
+        assert_eq!(parse_burst("100000"), Ok(100000));
+        assert!(parse_burst("1000001").is_err() && parse_burst("0").is_err());
+        let layer = Layer {
+            port: Some(1),
+            servers: Some(vec!["2".into()]),
+            connections: Some(MAX_LIMIT + 1),
+            ..Layer::default()
+        };
+        assert!(Config::build(layer).unwrap_err().contains("1..2048"));
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! defaults and whole-config checks (a port, at least one server) stay in `Config::build`, and
 //! flags given on the command line win over the file (`Layer::over`).
 
-use crate::balancer::config::{Balance, Cidr, Layer, Mode, parse_admin, parse_duration};
+use crate::balancer::config::{self, Balance, Cidr, Layer, MAX_BURST, MAX_LIMIT, Mode, parse_admin, parse_duration};
+use crate::common::args::{DURATION_FORMS, shown};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
@@ -89,7 +90,7 @@ pub fn load(path: &Path) -> Result<Layer, FileError> {
 }
 
 /// Parses `text` as the contents of `path` (the path names the file in errors and anchors a
-/// relative `stats-dir`). An empty document is an empty `Layer`.
+/// relative `stats-file`). An empty document is an empty `Layer`.
 pub fn parse(text: &str, path: &Path) -> Result<Layer, FileError> {
     if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
         return Ok(Layer::default());
@@ -153,6 +154,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// A float as short as it can be read back: `1e-30`, `1.8446744073709552e19`, `2.5`.
+fn float_words(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && a.is_finite() && !(1e-4..1e15).contains(&a) { format!("{v:e}") } else { v.to_string() }
+}
+
 /// A YAML value as written, before we know what it should be.
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -176,6 +183,16 @@ impl Node {
             Node::Str(_) => "a string",
             Node::Seq(_) => "a list",
             Node::Map(_) => "a mapping",
+        }
+    }
+
+    /// What it is, naming a scalar's value (shortened): `1e308`, `a string 'inf'`, `a list`.
+    fn described(&self) -> String {
+        match self {
+            Node::Int(v) => v.to_string(),
+            Node::Float(v) => float_words(*v),
+            Node::Str(s) => format!("a string '{}'", shown(s)),
+            other => other.kind().to_string(),
         }
     }
 }
@@ -267,6 +284,7 @@ const KEYS: &[&str] = &[
     "worker-port",
     "avg-delay",
     "failure",
+    "stats-file",
     "stats-dir",
     "mode",
     "keep-alive-timeout",
@@ -302,6 +320,8 @@ struct RawFile {
     worker_port: Field,
     avg_delay: Field,
     failure: Field,
+    stats_file: Field,
+    /// The old name of `stats-file` (it always named a file), still accepted.
     stats_dir: Field,
     mode: Field,
     keep_alive_timeout: Field,
@@ -333,8 +353,7 @@ impl Checker<'_> {
         };
         match node.value {
             Node::Int(v) if (min..=max).contains(&v) => T::try_from(v).map_err(|_| self.err(key, node, what)),
-            Node::Int(v) => Err(self.err(key, node, format!("{what}, found {v}"))),
-            ref other => Err(self.err(key, node, format!("{what}, found {}", other.kind()))),
+            ref other => Err(self.err(key, node, format!("{what}, found {}", other.described()))),
         }
     }
 
@@ -343,7 +362,7 @@ impl Checker<'_> {
         let v = match node.value {
             Node::Int(v) => v as f64,
             Node::Float(v) => v,
-            ref other => return Err(self.err(key, node, format!("expected {what}, found {}", other.kind()))),
+            ref other => return Err(self.err(key, node, format!("expected {what}, found {}", other.described()))),
         };
         if v.is_finite() && (min..=max).contains(&v) {
             Ok(v)
@@ -361,14 +380,14 @@ impl Checker<'_> {
 
     /// Seconds as a number, or a string like `500ms`, `2.5s`, `30`.
     fn duration(&self, key: &str, node: &Spanned<Node>) -> Result<Duration, FileError> {
-        const WHAT: &str = "expected seconds, like 30, 2.5, \"2.5s\" or \"500ms\"";
+        let what = format!("expected {DURATION_FORMS}");
         let parsed = match &node.value {
             Node::Int(v) => parse_duration(&v.to_string()),
             Node::Float(v) => parse_duration(&v.to_string()),
             Node::Str(s) => parse_duration(s),
-            other => return Err(self.err(key, node, format!("{WHAT}, found {}", other.kind()))),
+            other => return Err(self.err(key, node, format!("{what}, found {}", other.kind()))),
         };
-        parsed.ok_or_else(|| self.err(key, node, WHAT))
+        parsed.ok_or_else(|| self.err(key, node, format!("{what}, found {}", node.value.described())))
     }
 
     fn bool(&self, key: &str, node: &Spanned<Node>) -> Result<bool, FileError> {
@@ -429,7 +448,7 @@ impl Checker<'_> {
 }
 
 /// Checks each value and fills the layer. `path` names the file in errors and is the base of a
-/// relative `stats-dir`.
+/// relative `stats-file`.
 fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
     let c = Checker { path };
     let mut layer = Layer::default();
@@ -454,7 +473,7 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
         layer.servers = Some(items.iter().map(|s| c.server(s)).collect::<Result<_, _>>()?);
     }
     if let Some(n) = &raw.connections {
-        layer.connections = Some(c.int("connections", n, 1, i128::from(u32::MAX))?);
+        layer.connections = Some(c.int("connections", n, 1, MAX_LIMIT as i128)?);
     }
     if let Some(n) = &raw.probe_every {
         layer.probe_every = Some(c.int("probe-every", n, 1, i128::from(u32::MAX))?);
@@ -473,17 +492,23 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
     }
     if let Some(n) = &raw.rate {
         // `off` (or 0) turns pacing off, as `--rate off` does. YAML 1.1 reads a bare `off` as
-        // false, so a boolean false is also off.
+        // false, so a boolean false is also off. The range is `config::check_rate`'s, the one
+        // the flag and `PUT /rate` use.
+        let what =
+            format!("expected a number or off ({} to {} connections per second)", config::MIN_RATE, config::MAX_RATE);
         let rate = match &n.value {
             Node::Str(s) if s.trim() == "off" => None,
             Node::Bool(false) => None,
-            Node::Int(_) | Node::Float(_) => Some(c.number("rate", n, 0.0, f64::MAX, "a number or off")?),
-            _ => return Err(c.err("rate", n, "expected a number or off")),
+            Node::Int(v) => config::check_rate(*v as f64)
+                .map_err(|_| c.err("rate", n, format!("{what}, found {}", n.value.described())))?,
+            Node::Float(v) => config::check_rate(*v)
+                .map_err(|_| c.err("rate", n, format!("{what}, found {}", n.value.described())))?,
+            other => return Err(c.err("rate", n, format!("{what}, found {}", other.described()))),
         };
-        layer.rate = Some(rate.filter(|r| *r > 0.0));
+        layer.rate = Some(rate);
     }
     if let Some(n) = &raw.burst {
-        layer.burst = Some(c.int("burst", n, 1, i128::from(u32::MAX))?);
+        layer.burst = Some(c.int("burst", n, 1, i128::from(MAX_BURST))?);
     }
     if let Some(n) = &raw.admin {
         let word = match &n.value {
@@ -543,10 +568,18 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
     if let Some(n) = &raw.failure {
         layer.failure = Some(c.number("failure", n, 0.0, 100.0, "a percentage in 0..100")?);
     }
-    if let Some(n) = &raw.stats_dir {
-        let s = c.string("stats-dir", n, "a path")?;
+    let stats = match (&raw.stats_file, &raw.stats_dir) {
+        (Some(_), Some(dir)) => {
+            return Err(c.err("stats-dir", dir, "is the old name of 'stats-file': give one of them"));
+        }
+        (Some(n), None) => Some(("stats-file", n)),
+        (None, Some(n)) => Some(("stats-dir", n)),
+        (None, None) => None,
+    };
+    if let Some((key, n)) = stats {
+        let s = c.string(key, n, "a path")?;
         if s.is_empty() {
-            return Err(c.err("stats-dir", n, "expected a path, found an empty string"));
+            return Err(c.err(key, n, "expected a path, found an empty string"));
         }
         let p = Path::new(s);
         // A relative path is relative to the file that names it, not to where we were started.
@@ -628,11 +661,11 @@ mod tests {
             (l.connections, l.probe_every, l.max_per_server, l.queue_max, l.burst),
             (Some(7), Some(3), Some(2), Some(100), Some(5))
         );
-        bad_at("connections: 0", 1, "connections", "at least 1");
+        bad_at("connections: 0", 1, "connections", "in 1..2048, found 0");
         bad_at("probe-every: 1.5", 1, "probe-every", "whole number");
         bad_at("max-per-server: 0", 1, "max-per-server", "at least 1");
         bad_at("queue-max: x", 1, "queue-max", "found a string");
-        bad_at("burst: -3", 1, "burst", "at least 1");
+        bad_at("burst: -3", 1, "burst", "in 1..1000000, found -3");
     }
 
     #[test]
@@ -656,9 +689,38 @@ mod tests {
         assert_eq!(ok("rate: off").rate, Some(None));
         assert_eq!(ok("rate: \"off\"").rate, Some(None));
         assert_eq!(ok("rate: 0").rate, Some(None));
-        bad_at("\nrate: fast", 2, "rate", "expected a number or off");
-        bad_at("rate: -1", 1, "rate", "expected a number or off");
+        bad_at("\nrate: fast", 2, "rate", "expected a number or off (0.001 to 1000000 connections per second)");
+        bad_at("rate: -1", 1, "rate", "expected a number or off (0.001 to 1000000 connections per second), found -1");
         bad_at("rate: .inf", 1, "rate", "not a finite number");
+        assert_eq!(ok("rate: 100000").rate, Some(Some(100000.0)));
+        for (v, shown) in [
+            ("1e-30", "1e-30"),
+            ("5e-324", "5e-324"),
+            ("1e308", "1e308"),
+            ("18446744073709551616", "1.8446744073709552e19"),
+            ("-0.0", "-0"),
+            ("1000001", "1000001"),
+        ] {
+            bad_at(
+                &format!("rate: {v}"),
+                1,
+                "rate",
+                &format!("0.001 to 1000000 connections per second), found {shown}"),
+            );
+        }
+        bad_at("rate: inf", 1, "rate", "found a string 'inf'");
+        bad_at("rate: nan", 1, "rate", "found a string 'nan'");
+    }
+
+    #[test]
+    fn limits_and_bursts_have_a_maximum() {
+        assert_eq!(ok("connections: 2048").connections, Some(2048));
+        bad_at("connections: 100000", 1, "connections", "in 1..2048, found 100000");
+        // YAML reads an integer beyond 64 bits as a float.
+        bad_at("connections: 18446744073709551616", 1, "connections", "found 1.8446744073709552e19");
+        bad_at("connections: 1e308", 1, "connections", "found 1e308");
+        bad_at("burst: 1000001", 1, "burst", "in 1..1000000, found 1000001");
+        bad_at("burst: 5e-324", 1, "burst", "found 5e-324");
     }
 
     #[test]
@@ -709,6 +771,14 @@ mod tests {
         bad_at("avg-delay: 2.5", 1, "avg-delay", "whole number");
         bad_at("failure: 101", 1, "failure", "0..100");
         bad_at("failure: lots", 1, "failure", "found a string");
+    }
+
+    #[test]
+    fn stats_file_and_its_old_name() {
+        assert_eq!(ok("stats-file: /var/lib/lb.db").stats_file, Some(PathBuf::from("/var/lib/lb.db")));
+        assert_eq!(ok("stats-file: s.db").stats_file, Some(PathBuf::from("/etc/lb/s.db")));
+        bad_at("stats-file: a.db\nstats-dir: b.db\n", 2, "stats-dir", "give one of them");
+        bad_at("stats-file: ''", 1, "stats-file", "empty");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod accept;
 pub mod admin;
 pub mod bridge;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod exchange;
@@ -38,8 +39,8 @@ use self::store::{Store, spawn_writer};
 use self::supervisor::{Supervisor, backend_exe};
 use self::watch::Watch;
 use self::worker::Pool;
-use crate::common::sys::{self, Waker};
-use socket2::{Domain, Socket, Type};
+use crate::common::args::{self as common_args, FdLimit, ListenOptions};
+use crate::common::sys::Waker;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -221,20 +222,11 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), RunError> 
 }
 
 /// A listening socket. `defer`: the kernel completes accept only once the client has spoken.
+/// Nagle is off on it, so every accepted socket inherits that (one call instead of one per
+/// client).
 fn bind(addr: SocketAddr, defer: bool) -> Result<TcpListener, RunError> {
-    let fail = |what: &str, e: std::io::Error| RunError::Runtime(format!("cannot {what} {addr}: {e}"));
-    let sock =
-        Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(|e| fail("create a socket for", e))?;
-    sock.set_reuse_address(true).map_err(|e| fail("set SO_REUSEADDR on", e))?;
-    // Accepted sockets inherit it on Linux: one call here instead of one per client. Latency
-    // only (the bridge forwards what it has at once), so a refusal is not fatal.
-    let _ = sock.set_tcp_nodelay(true);
-    sock.bind(&addr.into()).map_err(|e| fail("bind", e))?;
-    sock.listen(1024).map_err(|e| fail("listen on", e))?;
-    if defer && let Err(e) = sys::set_defer_accept(&sock, 1) {
-        crate::warn!("TCP_DEFER_ACCEPT on {addr}: {e}; silent clients are still parked off the workers");
-    }
-    Ok(sock.into())
+    let opts = ListenOptions { nodelay: true, defer_accept: defer, ..ListenOptions::default() };
+    common_args::listen(addr, opts).map_err(|e| RunError::Runtime(e.to_string()))
 }
 
 fn register_signals(waker: &Waker) -> Result<Signals, RunError> {
@@ -256,9 +248,9 @@ fn register_signals(waker: &Waker) -> Result<Signals, RunError> {
 /// `queue_max + 2N` plus a margin, or say what the limit allows.
 fn check_fd_limit(config: &Config) {
     let want = (config.queue_max + 2 * config.limit + 64) as u64;
-    match sys::raise_nofile(want) {
-        Ok(have) if have >= want => {}
-        Ok(have) => crate::warn!(
+    match common_args::raise_fd_limit(want) {
+        Ok(FdLimit::Enough(_)) => {}
+        Ok(FdLimit::Short(have)) => crate::warn!(
             "open-file limit is {have}, below queue-max + 2N + 64 = {want}: about {} clients can wait",
             have.saturating_sub(2 * config.limit as u64 + 64)
         ),

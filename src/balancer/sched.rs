@@ -109,12 +109,21 @@ impl Bucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
+            // Rates are checked where they enter (`config::check_rate`), so the wait is at most
+            // 1 / MIN_RATE seconds; still, no stored rate may panic here (this runs in
+            // `Dispatcher::take`, outside the worker's catch_unwind): a wait that is not a
+            // finite, non-negative number of seconds, or is longer than `MAX_TOKEN_WAIT`,
+            // becomes a look again after `MAX_TOKEN_WAIT`. See: issue #11.
             let wait = (1.0 - self.tokens) / self.rate;
+            let wait = Duration::try_from_secs_f64(wait).unwrap_or(MAX_TOKEN_WAIT).min(MAX_TOKEN_WAIT);
             // Round up to the next millisecond so the wake-up finds the token there.
-            Err(now + Duration::from_secs_f64(wait) + Duration::from_millis(1))
+            Err(now.checked_add(wait + Duration::from_millis(1)).unwrap_or(now))
         }
     }
 }
+
+/// The longest a worker sleeps for a token before it computes the wait again.
+const MAX_TOKEN_WAIT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -619,8 +628,9 @@ impl Dispatcher {
     // ---- control ----
 
     /// A new global bound for new dispatches; bridges in flight are never cut.
+    /// Callers check the range (`config::parse_limit`); out-of-range values are clamped to it.
     pub fn set_limit(&self, limit: usize) {
-        self.state.lock().limit = limit.max(1);
+        self.state.lock().limit = limit.clamp(1, crate::balancer::config::MAX_LIMIT);
         self.work.notify_all();
     }
 
@@ -846,5 +856,21 @@ mod tests {
         let wait = due.duration_since(t0);
         assert!(wait >= Duration::from_millis(50) && wait <= Duration::from_millis(52), "{wait:?}");
         assert!(b.take(t0 + Duration::from_millis(50)).is_ok());
+    }
+
+    /// Whatever rate is stored, `take` answers: a token, or a due time after now and within
+    /// the bound. Before issue #11, 1e-30 panicked in `Duration::from_secs_f64`.
+    #[test]
+    fn bucket_never_panics_for_any_rate() {
+        let t0 = Instant::now();
+        for rate in [1e-30, 5e-324, 1e308, f64::INFINITY, f64::NAN, -0.0, 0.0, -1.0, 1.8446744073709552e19, 1e5] {
+            let mut b = Bucket::new(rate, 1, t0);
+            assert!(b.take(t0).is_ok(), "{rate}: the first token is there");
+            for later in [t0, t0 + Duration::from_secs(1), t0 + Duration::from_secs(1_000_000)] {
+                if let Err(due) = b.take(later) {
+                    assert!(due > later && due <= later + MAX_TOKEN_WAIT + Duration::from_millis(1), "{rate}");
+                }
+            }
+        }
     }
 }

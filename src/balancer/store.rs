@@ -1,4 +1,4 @@
-//! Durable per-server stats: the `stats-dir` SQLite file, its writer thread, and
+//! Durable per-server stats: the `stats-file` SQLite file, its writer thread, and
 //! `loadbalancer stats FILE [--json]`.
 //!
 //! ## The file
@@ -47,7 +47,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// `PRAGMA application_id` of our files: "LBst".
 const APPLICATION_ID: i32 = 0x4c42_7374;
-/// The file used inside a directory given as `stats-dir`.
+/// The file used inside a directory given as `stats-file` (or its old name `stats-dir`).
 pub const DEFAULT_FILE_NAME: &str = "loadbalancer-stats.db";
 /// How often the writer looks for changes, and so the most a kill -9 can lose.
 pub const SAVE_PERIOD: Duration = Duration::from_secs(1);
@@ -101,7 +101,7 @@ impl std::error::Error for StoreError {
     }
 }
 
-/// The database path for a `stats-dir` value: the path itself, or `DEFAULT_FILE_NAME` inside it
+/// The database path for a `stats-file` value: the path itself, or `DEFAULT_FILE_NAME` inside it
 /// when it is an existing directory.
 pub fn db_path(path: &Path) -> PathBuf {
     if path.is_dir() { path.join(DEFAULT_FILE_NAME) } else { path.to_path_buf() }
@@ -385,6 +385,54 @@ pub fn print_table(path: &Path, json: bool) -> Result<String, StoreError> {
     }
     let rows = read_rows(&conn, &path)?;
     Ok(if json { rows_json(&rows) } else { rows_table(&rows) })
+}
+
+/// For `loadbalancer --check`: says whether `Store::open` would accept `path`, writing nothing,
+/// creating nothing and taking no lock (a balancer running on the file holds it; checking a
+/// configuration before a reload must still work). An existing file must be ours (or an
+/// empty SQLite database), intact and writable; a missing one needs a writable directory.
+/// Returns what was found, for the `ok:` line: `stats in FILE (N servers saved)`.
+pub fn check(path: &Path) -> Result<String, StoreError> {
+    use nix::unistd::{AccessFlags, access};
+    let path = db_path(path);
+    let writable = |p: &Path, what: &'static str| {
+        access(p, AccessFlags::R_OK | AccessFlags::W_OK).map_err(|e| StoreError::Io {
+            path: p.to_path_buf(),
+            what,
+            source: io::Error::from(e),
+        })
+    };
+    if !path.exists() {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        writable(dir, "create a file in its directory")?;
+        return Ok(format!("stats in {} (new)", path.display()));
+    }
+    check_header(&path)?;
+    writable(&path, "open it for writing")?;
+    let err = |what| {
+        let path = path.clone();
+        move |source| sqlite_error(&path, what, source)
+    };
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(err("open"))?;
+    conn.busy_timeout(Duration::from_secs(2)).map_err(err("set the busy timeout"))?;
+    let quick: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err("check the database"))?;
+    if quick != "ok" {
+        return Err(StoreError::NotADatabase { path, detail: format!("quick_check: {quick}") });
+    }
+    let app_id: i32 =
+        conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(err("read the application id"))?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+        .map_err(err("list the tables"))?;
+    if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+        return Err(StoreError::Foreign { path });
+    }
+    let saved = if tables > 0 { read_rows(&conn, &path)?.len() } else { 0 };
+    Ok(format!("stats in {} ({saved} servers saved)", path.display()))
 }
 
 fn rows_table(rows: &[(String, ServerTotals)]) -> String {

@@ -2,14 +2,19 @@
 //! reserved server (failing over to the next best when the connect fails), bridges, reports
 //! the exchange, and releases its slot.
 //!
+//! Threads are started as clients need them, not one per slot: see `Pool`.
+//!
 //! Self-healing: the work on a ticket runs under `catch_unwind`. If it panics, the slot is
 //! released by `Slot`'s drop, the client gets the 500 unless a byte already reached it, the
 //! panic is logged with its message, and the thread is replaced by a fresh one (its pipes may
-//! hold stray bytes, so they are not reused).
+//! hold stray bytes, so they are not reused). A panic anywhere else in a worker (say inside
+//! `Dispatcher::take`) unwinds through the thread's `Life` guard, which logs it and starts the
+//! replacement; a ticket it held is dropped on the way, which releases its slot. So every
+//! worker death, wherever it happens, leaves the slots free and the pool's counts exact.
 
 use crate::balancer::accept::Closer;
 use crate::balancer::bridge::{self, Buffers, End, Progress, Timeouts};
-use crate::balancer::config::CONNECT_TIMEOUT;
+use crate::balancer::config::{CONNECT_TIMEOUT, MAX_LIMIT};
 use crate::balancer::http;
 use crate::balancer::request::After;
 use crate::balancer::sched::{Dispatcher, Failover, Job, Route, Slot, Ticket};
@@ -25,7 +30,26 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The worker threads, grown on demand (a raised limit needs more of them).
+/// The worker threads, started as clients need them.
+///
+/// # Lifecycle
+///
+/// A worker is *idle* from its start, and again after each ticket, until `Dispatcher::take`
+/// hands it the next one; then it is *busy* until that ticket is done. `Counts` (one small
+/// mutex, never taken with the dispatcher's lock held) says how many workers are alive and
+/// idle, and the bound (`target`: the limit last given to `ensure`, at most `MAX_LIMIT`).
+///
+/// The rule: whoever leaves the pool with no idle worker starts one more, if fewer than
+/// `target` are alive. A worker that takes a ticket and finds no other idle worker starts a
+/// new one before it serves its client; `ensure` (startup, `PUT /limit`, a reload) starts one
+/// when none is idle. So while fewer than `target` workers are alive, one of them waits in
+/// `take`, and a connection that can be dispatched never waits for a thread: the pool is as
+/// work-conserving as one thread per slot, yet starts only as many threads as there have been
+/// clients bridged at once (at most `target`). A lowered limit stops no thread: the extra ones
+/// wait in `take`, which the limit gates.
+///
+/// A thread that cannot be started is logged; the pool then serves with the workers it has,
+/// and tries again on the next dispatch that leaves none idle.
 pub struct Pool {
     shared: Arc<Shared>,
 }
@@ -33,10 +57,20 @@ pub struct Pool {
 struct Shared {
     dispatcher: Arc<Dispatcher>,
     closer: Arc<Closer>,
-    /// Threads started so far (never decreases; a replaced thread is counted once).
-    started: Mutex<usize>,
+    counts: Mutex<Counts>,
     #[cfg(feature = "fault-injection")]
     fault: crate::balancer::worker::fault::Fault,
+}
+
+/// The pool's counts; only changed under `Shared::counts`.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Worker threads alive (started and not yet ended).
+    live: usize,
+    /// Of those, the ones not serving a ticket; never above `live`.
+    idle: usize,
+    /// The limit last given to `ensure`, in `1..=MAX_LIMIT`; `live` grows only up to it.
+    target: usize,
 }
 
 impl Pool {
@@ -45,39 +79,110 @@ impl Pool {
             shared: Arc::new(Shared {
                 dispatcher,
                 closer,
-                started: Mutex::new(0),
+                counts: Mutex::new(Counts::default()),
                 #[cfg(feature = "fault-injection")]
                 fault: fault::Fault::from_env(),
             }),
         }
     }
 
-    /// Makes sure at least `n` workers exist. Takes the pool's count lock briefly.
-    pub fn ensure(&self, n: usize) -> std::io::Result<()> {
-        let mut started = self.shared.started.lock();
-        while *started < n {
-            spawn(Arc::clone(&self.shared))?;
-            *started += 1;
+    /// Sets the number of workers the pool may grow to (`n`, clamped to `1..=MAX_LIMIT`), and
+    /// starts one if none is idle and there is room: at most one thread per call. Takes the
+    /// pool's count lock briefly.
+    pub fn ensure(&self, n: usize) -> io::Result<()> {
+        let mut counts = self.shared.counts.lock();
+        counts.target = n.clamp(1, MAX_LIMIT);
+        if counts.idle == 0 && counts.live < counts.target {
+            start(&self.shared, &mut counts)?;
         }
         Ok(())
     }
 }
 
-fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
+impl Shared {
+    /// A worker has a ticket: it is busy now. If no worker is left idle, start another.
+    fn busy(self: &Arc<Self>) {
+        let mut counts = self.counts.lock();
+        counts.idle -= 1;
+        if counts.idle == 0
+            && counts.live < counts.target
+            && let Err(e) = start(self, &mut counts)
+        {
+            drop(counts);
+            crate::error!("internal: cannot start a worker thread: {e}; serving with fewer");
+        }
+    }
+
+    /// A worker is done with its ticket and goes back to `take`.
+    fn idle(&self) {
+        self.counts.lock().idle += 1;
+    }
+}
+
+/// Starts a worker thread, counted alive and idle. Called with the count lock held, so two
+/// callers cannot both start the one thread that was missing.
+fn start(shared: &Arc<Shared>, counts: &mut Counts) -> io::Result<()> {
+    let worker_shared = Arc::clone(shared);
     std::thread::Builder::new()
         .name("worker".into())
-        .spawn(move || Worker { shared, buffers: Buffers::default() }.run())
-        .map(drop)
+        .spawn(move || {
+            let life = Life { shared: Arc::clone(&worker_shared), busy: false, replace: false };
+            Worker { shared: worker_shared, buffers: Buffers::default(), life }.run()
+        })
+        .map(drop)?;
+    counts.live += 1;
+    counts.idle += 1;
+    Ok(())
+}
+
+/// Owned by each worker thread; its drop is the thread's end. A normal end (the dispatcher
+/// stopped) leaves the pool; a death (a panic unwinding through the thread, or a caught panic
+/// that retires the thread) starts a replacement in its place, counted idle.
+struct Life {
+    shared: Arc<Shared>,
+    /// Serving a ticket (so not counted idle).
+    busy: bool,
+    /// Retire this thread and start a fresh one (set after a caught panic).
+    replace: bool,
+}
+
+impl Drop for Life {
+    fn drop(&mut self) {
+        let died = std::thread::panicking();
+        if died {
+            // The panic hook has logged the message; a ticket held here was dropped while
+            // unwinding, so its slot is free already.
+            crate::error!("internal: a worker thread died outside a ticket; replacing it");
+        }
+        let mut counts = self.shared.counts.lock();
+        // This thread is gone either way.
+        counts.live -= 1;
+        if !self.busy {
+            counts.idle -= 1;
+        }
+        if !(died || self.replace) {
+            return;
+        }
+        if let Err(e) = start(&self.shared, &mut counts) {
+            drop(counts);
+            crate::error!("internal: cannot start a replacement worker: {e}");
+        }
+    }
 }
 
 struct Worker {
     shared: Arc<Shared>,
     buffers: Buffers,
+    life: Life,
 }
 
 impl Worker {
     fn run(mut self) {
         while let Some(ticket) = self.shared.dispatcher.take() {
+            #[cfg(feature = "fault-injection")]
+            self.shared.fault.maybe_die(); // outside catch_unwind: a death the guard must see
+            self.shared.busy();
+            self.life.busy = true;
             let Ticket { job: Job { client, peer, request, .. }, route } = ticket;
             let mut progress = Progress::default();
             // The client stays out here, so that after a panic it can still be answered; the
@@ -105,16 +210,16 @@ impl Worker {
                         self.shared.closer.answer(client, http::INTERNAL_ERROR);
                     }
                     // The slot was released while unwinding; a new thread takes this one's
-                    // place with fresh buffers (a pipe may hold stray bytes).
-                    if let Err(e) = spawn(Arc::clone(&self.shared)) {
-                        crate::error!("internal: cannot start a replacement worker: {e}");
-                    }
+                    // place with fresh buffers (a pipe may hold stray bytes): `Life`'s drop.
+                    self.life.replace = true;
                     return;
                 }
             }
             // This ticket's server socket is closed (and its client, unless it lingers):
             // whoever waits for a descriptor may try again.
             self.shared.dispatcher.shortage.freed();
+            self.life.busy = false;
+            self.shared.idle();
         }
     }
 
@@ -286,18 +391,34 @@ pub(crate) fn drain_server(server: &TcpStream, deadline: Instant) {
 
 #[cfg(feature = "fault-injection")]
 pub mod fault {
-    //! Test-only: `LB_FAULT_PANIC_AT=k` makes the worker serving the k-th ticket panic.
+    //! Test-only: `LB_FAULT_PANIC_AT=k` makes the worker serving the k-th ticket panic (inside
+    //! the per-ticket catch_unwind); `LB_FAULT_DIE_AT=k` makes the worker that took the k-th
+    //! ticket panic outside it, as a panic inside `Dispatcher::take` would.
     use std::sync::atomic::{AtomicU64, Ordering};
 
     pub struct Fault {
         at: Option<u64>,
         seen: AtomicU64,
+        die_at: Option<u64>,
+        taken: AtomicU64,
     }
 
     impl Fault {
         pub fn from_env() -> Fault {
-            let at = std::env::var("LB_FAULT_PANIC_AT").ok().and_then(|v| v.parse().ok());
-            Fault { at, seen: AtomicU64::new(0) }
+            let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+            Fault {
+                at: var("LB_FAULT_PANIC_AT"),
+                seen: AtomicU64::new(0),
+                die_at: var("LB_FAULT_DIE_AT"),
+                taken: AtomicU64::new(0),
+            }
+        }
+
+        pub fn maybe_die(&self) {
+            let n = self.taken.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.die_at == Some(n) {
+                panic!("fault injection: death after taking ticket {n}");
+            }
         }
 
         pub fn maybe_panic(&self) {

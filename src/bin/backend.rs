@@ -2,7 +2,7 @@
 //! (0 served and stopped by a signal, or -h/-V; 1 a run-time failure such as a port in use;
 //! 2 a bad command line).
 
-use lb::backend::{self, ArgsError, Parsed, args};
+use lb::backend::{self, Parsed, UsageError, args};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -37,7 +37,7 @@ fn say(text: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn usage_error(e: &ArgsError) -> ExitCode {
+fn usage_error(e: &UsageError) -> ExitCode {
     eprintln!("backend: {e}\n{}", args::USAGE);
     ExitCode::from(2)
 }

@@ -27,27 +27,36 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Ok(Command::Run(args)) if args.check => {
+            log::set_level(args.log_level);
+            match lb::balancer::check::check(&args) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Ok(Command::Run(args)) => {
             log::set_level(args.log_level);
             match lb::balancer::run(*args) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    let code = e.exit_code();
-                    match e {
-                        lb::balancer::RunError::Usage(msg) => {
-                            eprintln!("loadbalancer: {msg}\n{}", cli::USAGE)
-                        }
-                        lb::balancer::RunError::File(msg) | lb::balancer::RunError::Runtime(msg) => {
-                            eprintln!("loadbalancer: {msg}")
-                        }
-                    }
-                    ExitCode::from(code as u8)
-                }
+                Err(e) => fail(e),
             }
         }
-        Err(cli::UsageError(msg)) => {
-            eprintln!("loadbalancer: {msg}\n{}", cli::USAGE);
+        Err(e) => {
+            eprintln!("loadbalancer: {e}\n{}", cli::USAGE);
             ExitCode::from(2)
         }
     }
+}
+
+/// One line for a failed start or check, with the usage line after a bad setting.
+fn fail(e: lb::balancer::RunError) -> ExitCode {
+    let code = e.exit_code();
+    match e {
+        lb::balancer::RunError::Usage(msg) => eprintln!("loadbalancer: {msg}\n{}", cli::USAGE),
+        lb::balancer::RunError::File(msg) | lb::balancer::RunError::Runtime(msg) => eprintln!("loadbalancer: {msg}"),
+    }
+    ExitCode::from(code as u8)
 }

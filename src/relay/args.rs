@@ -2,10 +2,11 @@
 //! validation into the runtime [`Config`]. Every refusal names the flag (or environment
 //! variable) and the value; `-h` and `-V` are normal outcomes, not errors.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+pub use crate::common::args::UsageError;
+use crate::common::args::{self as common_args, SIZE_FORMS};
 use crate::common::log::{Level, level_from_counts};
 
 pub const USAGE: &str = "Usage: eventrelay [--event-port PORT] [--client-port PORT] [--host ADDR] [--window N] \
@@ -20,18 +21,6 @@ pub enum Parsed {
     /// Print the version and exit 0.
     Version,
 }
-
-/// A refused command line: which flag, what is wrong with it.
-#[derive(Debug)]
-pub struct ArgsError(pub String);
-
-impl fmt::Display for ArgsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ArgsError {}
 
 /// The runtime settings of the relay.
 #[derive(Clone, Debug)]
@@ -69,8 +58,8 @@ fn options() -> getopts::Options {
 }
 
 /// Parses `args` (without the program name); `env` looks up environment variables.
-pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, ArgsError> {
-    let m = options().parse(args).map_err(|e| ArgsError(e.to_string()))?;
+pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, UsageError> {
+    let m = options().parse(args).map_err(UsageError::from_getopts)?;
     if m.opt_present("h") {
         return Ok(Parsed::Help(options().usage(USAGE)));
     }
@@ -78,10 +67,10 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Pa
         return Ok(Parsed::Version);
     }
     if let Some(extra) = m.free.first() {
-        return Err(ArgsError(format!("unexpected argument {extra:?}")));
+        return Err(UsageError::new(format!("{extra:?}"), "unexpected argument"));
     }
     let host: IpAddr = match m.opt_str("host") {
-        Some(h) => h.parse().map_err(|_| ArgsError(format!("--host: {h:?} is not an IP address")))?,
+        Some(h) => h.parse().map_err(|_| UsageError::new("--host", format!("{h:?} is not an IP address")))?,
         None => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
     let event_port = port(&m, "event-port", "eventListenerPort", 9090, env)?;
@@ -89,20 +78,20 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Pa
     let window = match m.opt_str("window") {
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=MAX_WINDOW).contains(&n) => n,
-            _ => return Err(ArgsError(format!("--window: {s:?} is not a number from 1 to {MAX_WINDOW}"))),
+            _ => return Err(UsageError::new("--window", format!("{s:?} is not a number from 1 to {MAX_WINDOW}"))),
         },
         None => 65536,
     };
     let gap_timeout = match m.opt_str("gap-timeout") {
         Some(s) => duration(&s).ok_or_else(|| {
-            ArgsError(format!("--gap-timeout: {s:?} is not a duration such as 5s or 200ms (at least 1ms)"))
+            UsageError::new("--gap-timeout", format!("{s:?} is not a duration such as 5s or 200ms (1ms to a year)"))
         })?,
         None => Duration::from_secs(5),
     };
     let client_buffer = match m.opt_str("client-buffer") {
-        Some(s) => size(&s).filter(|&n| n >= 128).ok_or_else(|| {
-            ArgsError(format!("--client-buffer: {s:?} is not a size such as 1MiB, 64KiB or 4096 (at least 128)"))
-        })?,
+        Some(s) => size(&s)
+            .filter(|&n| n >= 128)
+            .ok_or_else(|| UsageError::new("--client-buffer", format!("{s:?} is not {SIZE_FORMS} (at least 128)")))?,
         None => 1 << 20,
     };
     Ok(Parsed::Run(Config {
@@ -122,7 +111,7 @@ pub fn port(
     var: &str,
     default: u16,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<u16, ArgsError> {
+) -> Result<u16, UsageError> {
     let (value, source) = match m.opt_str(flag) {
         Some(v) => (v, format!("--{flag}")),
         None => match env(var) {
@@ -130,39 +119,20 @@ pub fn port(
             None => return Ok(default),
         },
     };
-    value.trim().parse::<u16>().map_err(|_| ArgsError(format!("{source}: {value:?} is not a port number (0-65535)")))
+    value
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| UsageError::new(source, format!("{value:?} is not a port number (0-65535)")))
 }
 
-/// `5s`, `200ms`, `1.5s` or a bare number of seconds; at least 1 ms.
+/// `5s`, `200ms`, `1.5s` or a bare number of seconds (`common::args::duration`); at least
+/// 1 ms, since a zero gap timeout would skip every gap at once.
 pub fn duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num.parse().ok()?;
-    let secs = v * scale;
-    if !secs.is_finite() || !(0.001..=86_400.0 * 365.0).contains(&secs) {
-        return None;
-    }
-    Some(Duration::from_secs_f64(secs))
+    common_args::duration(s).filter(|d| *d >= Duration::from_millis(1))
 }
 
-/// `1MiB`, `64KiB`, `64K`, `1M`, or a bare number of bytes.
-pub fn size(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let units: [(&str, usize); 6] =
-        [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)];
-    for (suffix, mult) in units {
-        if let Some(n) = s.strip_suffix(suffix) {
-            return n.trim().parse::<usize>().ok()?.checked_mul(mult);
-        }
-    }
-    s.parse().ok()
-}
+/// `1MiB`, `64KiB`, `64K`, `1M`, or a bare number of bytes (`common::args::size`).
+pub use crate::common::args::size;
 
 #[cfg(test)]
 mod tests {
@@ -175,7 +145,7 @@ mod tests {
         match parse(&args, &lookup) {
             Ok(Parsed::Run(c)) => Ok(c),
             Ok(_) => Err("help or version".into()),
-            Err(e) => Err(e.0),
+            Err(e) => Err(e.to_string()),
         }
     }
 

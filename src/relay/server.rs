@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use socket2::{Domain, Socket, Type};
+
+use crate::common::args::{self as common_args, ListenOptions};
 
 use super::args::Config;
 use super::client::{Client, Flush, IdRead, Phase};
@@ -41,9 +42,6 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-
-/// Listen backlog: room for a thousand clients connecting at once.
-const BACKLOG: i32 = 1024;
 
 /// A failure of the relay itself (ours), one variant per setup step.
 #[derive(Debug)]
@@ -719,15 +717,10 @@ impl Relay {
     }
 }
 
-/// A listening socket with SO_REUSEADDR and a backlog of `BACKLOG`, nonblocking.
+/// A non-blocking listening socket (`common::args::listen`: SO_REUSEADDR, backlog 1024).
 fn listen(addr: SocketAddr, what: &'static str) -> Result<TcpListener, RelayError> {
-    let fail = |source| RelayError::Bind { what, addr, source };
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
-    s.set_reuse_address(true).map_err(fail)?;
-    s.bind(&addr.into()).map_err(fail)?;
-    s.listen(BACKLOG).map_err(fail)?;
-    s.set_nonblocking(true).map_err(fail)?;
-    Ok(s.into())
+    let opts = ListenOptions { nonblocking: true, ..ListenOptions::default() };
+    common_args::listen(addr, opts).map_err(|e| RelayError::Bind { what, addr, source: e.source })
 }
 
 /// A client socket: nonblocking, no Nagle delay (writes are already batched).
@@ -736,16 +729,10 @@ fn prepare(s: &TcpStream) -> io::Result<()> {
     s.set_nodelay(true)
 }
 
-/// Raises the soft descriptor limit to the hard one: each client is a descriptor.
+/// Raises the soft descriptor limit as far as the hard one allows: each client is a
+/// descriptor, and how many clients come is not known in advance.
 pub fn raise_fd_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                warn!("internal: cannot raise the descriptor limit from {soft} to {hard}: {e}");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => warn!("internal: cannot read the descriptor limit: {e}"),
+    if let Err(e) = common_args::raise_fd_limit(u64::MAX) {
+        warn!("internal: cannot raise the descriptor limit: {e}");
     }
 }

@@ -5,11 +5,13 @@
 #[path = "../support/util.rs"]
 mod util;
 
+mod check;
 mod cli;
 mod drain;
 mod failover;
 mod fairness;
 mod fd_limit;
+mod hostile;
 mod limits;
 mod overload;
 mod pacing;

@@ -115,7 +115,13 @@ fn each_config_error_names_the_file_line_and_key() {
         "rate",
         "expected a number or off",
     );
-    refused("bad-value", &format!("port: 0\nconnections: 0\nservers: [{server}]\n"), 2, "connections", "at least 1");
+    refused(
+        "bad-value",
+        &format!("port: 0\nconnections: 0\nservers: [{server}]\n"),
+        2,
+        "connections",
+        "in 1..2048, found 0",
+    );
     refused(
         "bad-choice",
         &format!("# a comment first\nport: 0\nservers:\n  - {server}\nbalance: random\n"),

@@ -6,22 +6,27 @@
 //! | `GET /metrics`   | Prometheus text format (`metrics::text`)                   |
 //! | `GET /worker/stats` | the original fleet's stats JSON (`status::worker_stats`) |
 //! | `GET /`          | the live dashboard (`dashboard::PAGE`)                      |
-//! | `PUT /rate`      | body `r` or `off`: pacing for new dispatches                |
-//! | `PUT /limit`     | body `n`: the global bound for new dispatches               |
+//! | `PUT /rate`      | body `r` (0.001..1000000) or `off`: pacing for new dispatches |
+//! | `PUT /limit`     | body `n` (1..`MAX_LIMIT`): the global bound for new dispatches |
 //!
-//! A bad body gets `400` with a one-line reason and changes nothing; other paths `404`.
+//! A bad body gets `400` with a one-line reason naming the value and the accepted range, and
+//! changes nothing (the ranges are `config`'s, the same as the flags'); other paths `404`.
 //! Requests are served one at a time, each bounded by a 2 s deadline, so a stuck admin client
-//! delays the next one by at most that and never touches the data path.
+//! delays the next one by at most that and never touches the data path. A request refused
+//! before its body was read (a body over 64 KiB) is answered, then the rest of what the client
+//! sends is read and dropped until it stops or the deadline passes, so the client sees the
+//! `400` rather than a reset.
 
 pub mod dashboard;
 pub mod metrics;
 pub mod status;
 
-use crate::balancer::cli::parse_rate;
+use crate::balancer::config;
 use crate::balancer::http::{self, Request};
 use crate::balancer::sched::Dispatcher;
 use crate::balancer::worker::Pool;
-use std::io::Write;
+use crate::common::args::shown;
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,14 +54,17 @@ impl Admin {
         // Timeouts bound a stuck admin client; failing to set them only loses that bound.
         let _ = stream.set_read_timeout(Some(DEADLINE));
         let _ = stream.set_write_timeout(Some(DEADLINE));
-        let reply = match http::read_request(&mut stream, deadline) {
-            Ok(req) => self.route(&req),
-            Err(e) => http::response("400 Bad Request", "text/plain", format!("{e}\n").as_bytes()),
+        let (reply, unread) = match http::read_request(&mut stream, deadline) {
+            Ok(req) => (self.route(&req), false),
+            Err(e) => (http::response("400 Bad Request", "text/plain", format!("{e}\n").as_bytes()), true),
         };
         if let Err(e) = stream.write_all(&reply) {
             crate::debug!("admin: write failed: {e}");
         }
         let _ = stream.shutdown(Shutdown::Write); // the client may be gone already
+        if unread {
+            linger(&mut stream, deadline);
+        }
     }
 
     fn route(&self, req: &Request) -> Vec<u8> {
@@ -75,34 +83,52 @@ impl Admin {
             ("GET", "/") => http::response("200 OK", dashboard::CONTENT_TYPE, dashboard::PAGE.as_bytes()),
             ("PUT", "/rate") => {
                 let body = String::from_utf8_lossy(&req.body).trim().to_string();
-                match parse_rate(&body) {
-                    Ok(r) => {
-                        let rate = (r > 0.0).then_some(r);
+                match config::parse_rate(&body) {
+                    Ok(rate) => {
                         self.dispatcher.set_rate(rate);
                         crate::info!("admin: rate set to {}", rate.map_or("off".into(), |r| r.to_string()));
                         text("200 OK", format!("rate {}\n", rate.map_or("off".into(), |r| r.to_string())))
                     }
-                    Err(e) => text("400 Bad Request", format!("rate '{body}': {e}\n")),
+                    Err(e) => text("400 Bad Request", format!("rate '{}': {e}\n", shown(&body))),
                 }
             }
             ("PUT", "/limit") => {
                 let body = String::from_utf8_lossy(&req.body).trim().to_string();
-                match body.parse::<usize>() {
-                    Ok(n) if (1..=100_000).contains(&n) => {
+                match config::parse_limit(&body) {
+                    Ok(n) => {
+                        // The pool only learns the new bound here; it starts threads as
+                        // clients need them (see `worker::Pool`), not one per slot now.
                         if let Err(e) = self.pool.ensure(n) {
-                            return text("500 Internal Server Error", format!("cannot start workers: {e}\n"));
+                            return text("500 Internal Server Error", format!("cannot start a worker: {e}\n"));
                         }
                         self.dispatcher.set_limit(n);
                         crate::info!("admin: limit set to {n}");
                         text("200 OK", format!("limit {n}\n"))
                     }
-                    _ => text("400 Bad Request", format!("limit '{body}': expected a whole number from 1 to 100000\n")),
+                    Err(e) => text("400 Bad Request", format!("limit '{}': {e}\n", shown(&body))),
                 }
             }
             (_, "/status" | "/worker/stats" | "/metrics" | "/" | "/rate" | "/limit") => {
                 text("405 Method Not Allowed", format!("{} {path}: method not allowed\n", req.method))
             }
             _ => text("404 Not Found", format!("{path}: not found\n")),
+        }
+    }
+}
+
+/// Reads and drops what a refused client still sends, until its EOF or `deadline`, so that
+/// closing with unread bytes does not reset the connection under the answer just written.
+fn linger(stream: &mut TcpStream, deadline: Instant) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // A zero timeout would mean "block forever"; a failure to set it ends the linger.
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
     }
 }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::common::log::{Level, level_from_counts};
-use crate::relay::args::{ArgsError, port};
+use crate::relay::args::{UsageError, port};
 
 pub const USAGE: &str = "Usage: eventsim [--event-port PORT] [--client-port PORT] [--host ADDR] [--total-events N] \
 [--concurrency N] [--users N] [--seed N] [--timeout MS] [--max-batch N] [--log-interval MS] [--grace MS] [-v|-q] [-h] [-V]";
@@ -67,7 +67,7 @@ fn number(
     default: u64,
     range: std::ops::RangeInclusive<u64>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<u64, ArgsError> {
+) -> Result<u64, UsageError> {
     let (value, source) = match m.opt_str(flag) {
         Some(v) => (v, format!("--{flag}")),
         None => match env(var) {
@@ -77,12 +77,14 @@ fn number(
     };
     match value.trim().parse::<u64>() {
         Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(ArgsError(format!("{source}: {value:?} is not a number from {} to {}", range.start(), range.end()))),
+        _ => {
+            Err(UsageError::new(source, format!("{value:?} is not a number from {} to {}", range.start(), range.end())))
+        }
     }
 }
 
-pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<SimParsed, ArgsError> {
-    let m = options().parse(args).map_err(|e| ArgsError(e.to_string()))?;
+pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<SimParsed, UsageError> {
+    let m = options().parse(args).map_err(UsageError::from_getopts)?;
     if m.opt_present("h") {
         return Ok(SimParsed::Help(options().usage(USAGE)));
     }
@@ -90,10 +92,10 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Si
         return Ok(SimParsed::Version);
     }
     if let Some(extra) = m.free.first() {
-        return Err(ArgsError(format!("unexpected argument {extra:?}")));
+        return Err(UsageError::new(format!("{extra:?}"), "unexpected argument"));
     }
     let host: IpAddr = match m.opt_str("host") {
-        Some(h) => h.parse().map_err(|_| ArgsError(format!("--host: {h:?} is not an IP address")))?,
+        Some(h) => h.parse().map_err(|_| UsageError::new("--host", format!("{h:?} is not an IP address")))?,
         None => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
     let event_port = port(&m, "event-port", "eventListenerPort", 9090, env)?;
@@ -132,7 +134,7 @@ mod tests {
         match parse(&args, &lookup) {
             Ok(SimParsed::Run(c)) => Ok(c),
             Ok(_) => Err("help or version".into()),
-            Err(e) => Err(e.0),
+            Err(e) => Err(e.to_string()),
         }
     }
 
