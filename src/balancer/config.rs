@@ -168,6 +168,12 @@ pub struct Layer {
     pub avg_delay_ms: Option<f64>,
     pub failure: Option<f64>,
     pub stats_file: Option<PathBuf>,
+    // The shared limit (issue 14): checked in `shared::settings`.
+    pub shared_limit: Option<String>,
+    pub shared_name: Option<String>,
+    pub shared_lease: Option<Duration>,
+    pub shared_grace: Option<Duration>,
+    pub shared_fallback: Option<usize>,
 }
 
 macro_rules! merge_fields {
@@ -203,7 +209,12 @@ impl Layer {
             worker_port,
             avg_delay_ms,
             failure,
-            stats_file
+            stats_file,
+            shared_limit,
+            shared_name,
+            shared_lease,
+            shared_grace,
+            shared_fallback
         )
     }
 }
@@ -233,6 +244,8 @@ pub struct Config {
     pub server_speaks_first: bool,
     pub workers: Option<WorkerSpec>,
     pub stats_file: Option<PathBuf>,
+    /// `--shared-limit` and its settings; `None`: this balancer's `-N` is its own.
+    pub shared: Option<crate::balancer::shared::Settings>,
 }
 
 pub const DEFAULT_LIMIT: usize = 4;
@@ -303,6 +316,17 @@ impl Config {
             None => None,
             Some(word) => Some(parse_admin(word)?),
         };
+        let shared = crate::balancer::shared::settings::build(
+            crate::balancer::shared::settings::Given {
+                url: layer.shared_limit.as_deref(),
+                name: layer.shared_name.as_deref(),
+                lease: layer.shared_lease,
+                grace: layer.shared_grace,
+                fallback: layer.shared_fallback,
+            },
+            &servers.iter().map(|s| s.addr).collect::<Vec<_>>(),
+            limit,
+        )?;
         let mut weights = layer.weights.unwrap_or_default();
         // Longest prefix first, so the first match is the most specific.
         weights.sort_by_key(|w| std::cmp::Reverse(w.0.prefix));
@@ -325,6 +349,7 @@ impl Config {
             server_speaks_first: layer.server_speaks_first.unwrap_or(false),
             workers,
             stats_file: layer.stats_file,
+            shared,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod http;
 pub mod queue;
 pub mod sched;
 pub mod select;
+pub mod shared;
 pub mod stats;
 pub mod store;
 pub mod supervisor;
@@ -97,6 +98,11 @@ pub fn run(args: Args) -> Result<(), RunError> {
     let waker = Arc::new(Waker::new().map_err(|e| RunError::Runtime(format!("cannot create the wake-up pipe: {e}")))?);
     let signals = register_signals(&waker)?;
     let dispatcher = Dispatcher::new(Arc::clone(&config), stats, Arc::clone(&waker));
+    // Before any worker exists: a group's instance dispatches nothing before its first lease.
+    let shared = match &config.shared {
+        Some(s) => Some(shared::Running::start(s.clone(), Arc::clone(&dispatcher)).map_err(RunError::Runtime)?),
+        None => None,
+    };
     let closer = Arc::new(Closer::new(Arc::clone(&waker)));
     let pool = Arc::new(Pool::new(Arc::clone(&dispatcher), Arc::clone(&closer)));
     pool.ensure(config.limit).map_err(|e| RunError::Runtime(format!("cannot start worker threads: {e}")))?;
@@ -106,7 +112,12 @@ pub fn run(args: Args) -> Result<(), RunError> {
         if let Ok(a) = listener.local_addr() {
             crate::info!("admin on http://{a}/");
         }
-        let admin = Admin { listener, dispatcher: Arc::clone(&dispatcher), pool: Arc::clone(&pool) };
+        let admin = Admin {
+            listener,
+            dispatcher: Arc::clone(&dispatcher),
+            pool: Arc::clone(&pool),
+            shared: shared.as_ref().map(|s| Arc::clone(&s.inner)),
+        };
         spawn("admin", move || admin.run())?;
     }
     for l in &listeners {
@@ -123,6 +134,9 @@ pub fn run(args: Args) -> Result<(), RunError> {
 
     let reload = reloader(args.layer.clone(), args.config_file.clone(), Arc::clone(&dispatcher), Arc::clone(&pool));
     Acceptor { listeners, dispatcher, closer, waker, signals, on_reload: Box::new(reload) }.run();
+    if let Some(s) = shared {
+        s.stop();
+    }
     if let Some(sup) = supervisor {
         sup.stop();
     }
@@ -162,8 +176,14 @@ fn reloader(flags: Layer, file: Option<PathBuf>, dispatcher: Arc<Dispatcher>, po
         match load_config(&flags, Some(path)) {
             Ok(new) => {
                 let old = dispatcher.config();
-                if new.listen != old.listen || new.workers != old.workers || new.admin != old.admin {
-                    crate::warn!("reload: listeners, spawned workers and admin address change only at restart");
+                if new.listen != old.listen
+                    || new.workers != old.workers
+                    || new.admin != old.admin
+                    || new.shared != old.shared
+                {
+                    crate::warn!(
+                        "reload: listeners, spawned workers, admin address and shared limit change only at restart"
+                    );
                 }
                 if let Err(e) = pool.ensure(new.limit) {
                     crate::error!("internal: reload: cannot start workers: {e}");
