@@ -15,4 +15,5 @@ mod pacing;
 mod probes;
 mod routing;
 mod self_heal;
+mod shared;
 mod transfer;
