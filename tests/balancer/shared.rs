@@ -242,7 +242,11 @@ fn wait_after(lb: &Lb, mark: usize, needle: &str, timeout: Duration) -> String {
         if left.is_zero() || next.is_err() {
             let log = lb.proc.stderr();
             let own: Vec<&str> = log.lines().filter(|l| l.contains("shared") || l.contains("signal")).collect();
-            panic!("{}: no line with {needle:?} within {timeout:?}; its shared lines:\n{}", lb.proc.cmd, own.join("\n"));
+            panic!(
+                "{}: no line with {needle:?} within {timeout:?}; its shared lines:\n{}",
+                lb.proc.cmd,
+                own.join("\n")
+            );
         }
     }
 }
@@ -452,7 +456,8 @@ fn a_killed_instance_s_share_returns_after_lease_and_grace_and_not_before() {
     // A renewed at most one period before it died.
     let over = |s: &Seen| s.arrivals.iter().any(|(t, tag, n)| *t > t0 && tag == "b" && *n > 3);
     assert!(count.wait(LEASE + GRACE + Duration::from_secs(3), over), "B never took up A's share");
-    let first = count.seen.lock().unwrap().arrivals.iter().find(|(t, tag, n)| *t > t0 && tag == "b" && *n > 3).unwrap().0;
+    let first =
+        count.seen.lock().unwrap().arrivals.iter().find(|(t, tag, n)| *t > t0 && tag == "b" && *n > 3).unwrap().0;
     let after = first - t0;
     assert!(after >= LEASE + GRACE - PERIOD - Duration::from_millis(50), "A's share was re-granted after {after:?}");
     assert!(count.wait(Duration::from_secs(3), |s| s.by_tag.get("b") == Some(&6)), "B never had 6 in progress");
@@ -523,7 +528,8 @@ fn an_instance_cut_off_from_redis_stops_by_its_lease_end_and_cuts_its_bridges_at
     );
     let seen = count.seen.lock().unwrap();
     let cut_at = seen.cut.iter().filter(|c| c.1 == "a").map(|c| c.0 - t0).min().unwrap();
-    let late_a = seen.arrivals.iter().filter(|(t, tag, _)| tag == "a" && *t > t0 + LEASE + Duration::from_millis(100)).count();
+    let late_a =
+        seen.arrivals.iter().filter(|(t, tag, _)| tag == "a" && *t > t0 + LEASE + Duration::from_millis(100)).count();
     drop(seen);
     assert_eq!(late_a, 0, "A dispatched after its lease could have ended");
     let span = LEASE + GRACE;

@@ -209,10 +209,9 @@ impl Store {
     /// The first lease of this instance (`first`), or a renewal.
     pub fn settle(&mut self, id: &str, r: &Report, first: bool) -> Result<Answer, CallError> {
         let (lease, grace) = (self.lease_ms, self.grace_ms);
-        let keys = self.keys.clone();
         let script = if first { &self.grant } else { &self.renew };
-        let mut call = script.key(&keys[0]);
-        call.key(&keys[1]).arg(id).arg(r.seq).arg(r.demand).arg(r.in_flight).arg(r.cap).arg(r.want);
+        let mut call = script.key(&self.keys[0]);
+        call.key(&self.keys[1]).arg(id).arg(r.seq).arg(r.demand).arg(r.in_flight).arg(r.cap).arg(r.want);
         call.arg(r.limit).arg(lease).arg(grace);
         let conn = connection(&self.client, &mut self.conn, &self.url)?;
         let reply: Result<Vec<String>, _> = call.invoke(conn);
@@ -228,9 +227,8 @@ impl Store {
     /// Gives the lease back: `in_flight` slots stay quarantined for the grace, the rest are
     /// free at once.
     pub fn release(&mut self, id: &str, in_flight: usize) -> Result<(), CallError> {
-        let keys = self.keys.clone();
-        let mut call = self.release.key(&keys[0]);
-        call.key(&keys[1]).arg(id).arg(in_flight);
+        let mut call = self.release.key(&self.keys[0]);
+        call.key(&self.keys[1]).arg(id).arg(in_flight);
         let conn = connection(&self.client, &mut self.conn, &self.url)?;
         let reply: Result<i64, _> = call.invoke(conn);
         reply.map(drop).map_err(|e| {

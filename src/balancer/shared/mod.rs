@@ -214,9 +214,10 @@ impl Running {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
         let id = format!("{}-{:x}", std::process::id(), nanos & 0xffff_ffff_ffff);
         crate::info!(
-            "shared: group '{}' on {}: -N shared, lease {:?}, grace {:?}, fallback {} (instance {id})",
+            "shared: group '{}' on {} shares -N {}: lease {:?}, grace {:?}, fallback {} (instance {id})",
             settings.name,
             settings.url,
+            dispatcher.demand().limit,
             settings.lease,
             settings.grace,
             settings.fallback
