@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Makes sure the programs the tests drive are installed: curl (shell tests), promtool
-# (Debian package prometheus: checks /metrics), chromium (the dashboard test), gnuplot-free.
+# (Debian package prometheus: checks /metrics), chromium (the dashboard test), redis-server (the
+# shared-limit tests start their own), gnuplot-free.
 # As root on Debian it installs what is missing; otherwise it names the packages and fails.
 set -euo pipefail
 
-declare -A need=([curl]=curl [promtool]=prometheus [chromium]=chromium)
+declare -A need=([curl]=curl [promtool]=prometheus [chromium]=chromium [redis-server]=redis-server)
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")

@@ -77,6 +77,12 @@ fn options() -> Options {
     o.optopt("", "server-idle-max", "http mode: idle connections kept per server for reuse (default N)", "n");
     o.optopt("", "server-idle-timeout", "http mode: close an idle server connection after this (default 15s)", "s");
     o.optopt("", "host", "address to listen on (default 127.0.0.1)", "IP");
+    // The shared limit (issue 14): one -N for every balancer of a group, leased from Redis.
+    o.optopt("", "shared-limit", "share -N with other balancers through Redis", "redis://HOST:PORT[/DB]");
+    o.optopt("", "shared-name", "the group that shares -N (default: from the server list)", "NAME");
+    o.optopt("", "shared-lease", "lease on a share, renewed every third of it (default 3s)", "s");
+    o.optopt("", "shared-grace", "quarantine of an expired lease's slots (default 10s)", "s");
+    o.optopt("", "shared-fallback", "slots used anyway without a lease; may exceed -N (default 0)", "k");
     o.optflagmulti("v", "verbose", "more log lines (debug)");
     o.optflagmulti("q", "quiet", "fewer log lines");
     o.optflag("h", "help", "print this help");
@@ -166,12 +172,30 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Command, UsageError> {
     if let Some(h) = m.opt_str("host") {
         layer.host = Some(h.parse().map_err(|_| UsageError::new(format!("--host '{h}'"), "not an IP address"))?);
     }
+    shared_flags(&m, &mut layer)?;
     Ok(Command::Run(Box::new(Args {
         layer,
         config_file: m.opt_str("config").map(PathBuf::from),
         log_level: log::level_from_counts(m.opt_count("v"), m.opt_count("q")),
         check: m.opt_present("check"),
     })))
+}
+
+/// `--shared-*`: syntax here, ranges and the whole in `shared::settings::build`.
+fn shared_flags(m: &getopts::Matches, layer: &mut Layer) -> Result<(), UsageError> {
+    use crate::balancer::shared::settings::{check_name, parse_url};
+    if let Some(u) = m.opt_str("shared-limit") {
+        parse_url(&u).map_err(|e| UsageError::new(format!("--shared-limit '{}'", shown(&u)), e))?;
+        layer.shared_limit = Some(u);
+    }
+    if let Some(n) = m.opt_str("shared-name") {
+        check_name(&n).map_err(|e| UsageError::new(format!("--shared-name '{}'", shown(&n)), e))?;
+        layer.shared_name = Some(n);
+    }
+    layer.shared_lease = duration(m, "shared-lease")?;
+    layer.shared_grace = duration(m, "shared-grace")?;
+    layer.shared_fallback = opt_min(m, "shared-fallback", 0)?;
+    Ok(())
 }
 
 fn parse_stats(rest: &[&str]) -> Result<Command, UsageError> {

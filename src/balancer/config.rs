@@ -202,6 +202,12 @@ pub struct Layer {
     pub keep_alive_timeout: Option<Duration>,
     pub server_idle_max: Option<usize>,
     pub server_idle_timeout: Option<Duration>,
+    // The shared limit (issue 14): checked in `shared::settings`.
+    pub shared_limit: Option<String>,
+    pub shared_name: Option<String>,
+    pub shared_lease: Option<Duration>,
+    pub shared_grace: Option<Duration>,
+    pub shared_fallback: Option<usize>,
 }
 
 macro_rules! merge_fields {
@@ -241,7 +247,12 @@ impl Layer {
             mode,
             keep_alive_timeout,
             server_idle_max,
-            server_idle_timeout
+            server_idle_timeout,
+            shared_limit,
+            shared_name,
+            shared_lease,
+            shared_grace,
+            shared_fallback
         )
     }
 }
@@ -279,6 +290,8 @@ pub struct Config {
     pub server_idle_max: usize,
     /// http mode: an idle server connection is closed after this long.
     pub server_idle_timeout: Duration,
+    /// `--shared-limit` and its settings; `None`: this balancer's `-N` is its own.
+    pub shared: Option<crate::balancer::shared::Settings>,
 }
 
 pub const DEFAULT_LIMIT: usize = 4;
@@ -422,6 +435,17 @@ impl Config {
             None => None,
             Some(word) => Some(parse_admin(word)?),
         };
+        let shared = crate::balancer::shared::settings::build(
+            crate::balancer::shared::settings::Given {
+                url: layer.shared_limit.as_deref(),
+                name: layer.shared_name.as_deref(),
+                lease: layer.shared_lease,
+                grace: layer.shared_grace,
+                fallback: layer.shared_fallback,
+            },
+            &servers.iter().map(|s| s.addr).collect::<Vec<_>>(),
+            limit,
+        )?;
         let mut weights = layer.weights.unwrap_or_default();
         // Longest prefix first, so the first match is the most specific.
         weights.sort_by_key(|w| std::cmp::Reverse(w.0.prefix));
@@ -449,6 +473,7 @@ impl Config {
             keep_alive_timeout: layer.keep_alive_timeout.unwrap_or(Duration::from_secs(60)),
             server_idle_max: layer.server_idle_max.unwrap_or(limit),
             server_idle_timeout: layer.server_idle_timeout.unwrap_or(Duration::from_secs(15)),
+            shared,
         })
     }
 

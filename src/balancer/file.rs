@@ -290,6 +290,11 @@ const KEYS: &[&str] = &[
     "keep-alive-timeout",
     "server-idle-max",
     "server-idle-timeout",
+    "shared-limit",
+    "shared-name",
+    "shared-lease",
+    "shared-grace",
+    "shared-fallback",
 ];
 
 /// Every key the file may hold; the names are the long flags without their dashes, plus the
@@ -327,6 +332,11 @@ struct RawFile {
     keep_alive_timeout: Field,
     server_idle_max: Field,
     server_idle_timeout: Field,
+    shared_limit: Field,
+    shared_name: Field,
+    shared_lease: Field,
+    shared_grace: Field,
+    shared_fallback: Field,
 }
 
 /// Checks values one key at a time; the first bad one is the error.
@@ -586,7 +596,33 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
         let base = path.parent().unwrap_or(Path::new(""));
         layer.stats_file = Some(if p.is_absolute() { p.to_path_buf() } else { base.join(p) });
     }
+    shared_keys(&c, &raw, &mut layer)?;
     Ok(layer)
+}
+
+/// `shared-*` (issue 14): syntax here, ranges and the whole in `shared::settings::build`.
+fn shared_keys(c: &Checker<'_>, raw: &RawFile, layer: &mut Layer) -> Result<(), FileError> {
+    use crate::balancer::shared::settings::{check_name, parse_url};
+    if let Some(n) = &raw.shared_limit {
+        let u = c.string("shared-limit", n, "redis://HOST:PORT[/DB]")?.trim();
+        parse_url(u).map_err(|e| c.err("shared-limit", n, format!("'{u}': {e}")))?;
+        layer.shared_limit = Some(u.to_string());
+    }
+    if let Some(n) = &raw.shared_name {
+        let name = c.string("shared-name", n, "a group name")?.trim();
+        check_name(name).map_err(|e| c.err("shared-name", n, format!("'{name}': {e}")))?;
+        layer.shared_name = Some(name.to_string());
+    }
+    if let Some(n) = &raw.shared_lease {
+        layer.shared_lease = Some(c.duration("shared-lease", n)?);
+    }
+    if let Some(n) = &raw.shared_grace {
+        layer.shared_grace = Some(c.duration("shared-grace", n)?);
+    }
+    if let Some(n) = &raw.shared_fallback {
+        layer.shared_fallback = Some(c.int("shared-fallback", n, 0, i128::from(u32::MAX))?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -825,6 +861,21 @@ mod tests {
             assert_eq!(e.key(), Some(*key), "{e}");
             assert!(matches!(e, FileError::Value { .. }), "{e}");
         }
+    }
+
+    #[test]
+    fn shared_keys_are_checked() {
+        let l = ok(
+            "shared-limit: redis://127.0.0.1:6379/1\nshared-name: eu\nshared-lease: 2s\nshared-grace: 5\nshared-fallback: 1\n",
+        );
+        assert_eq!(l.shared_limit.as_deref(), Some("redis://127.0.0.1:6379/1"));
+        assert_eq!(l.shared_name.as_deref(), Some("eu"));
+        assert_eq!((l.shared_lease, l.shared_grace), (Some(Duration::from_secs(2)), Some(Duration::from_secs(5))));
+        assert_eq!(l.shared_fallback, Some(1));
+        bad_at("port: 1\nshared-limit: http://x:1", 2, "shared-limit", "expected redis://HOST:PORT[/DB]");
+        bad_at("shared-name: 'a b'", 1, "shared-name", "letters, digits");
+        bad_at("shared-lease: soon", 1, "shared-lease", "expected seconds");
+        bad_at("shared-fallback: -1", 1, "shared-fallback", "at least 0");
     }
 
     #[test]

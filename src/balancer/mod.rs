@@ -21,6 +21,7 @@ pub mod request;
 pub mod reuse;
 pub mod sched;
 pub mod select;
+pub mod shared;
 pub mod shortage;
 pub mod stats;
 pub mod store;
@@ -107,6 +108,11 @@ pub fn run(args: Args) -> Result<(), RunError> {
     let signals = register_signals(&waker)?;
     let watch = Arc::new(Watch::new().map_err(|e| RunError::Runtime(format!("cannot create the epoll set: {e}")))?);
     let dispatcher = Dispatcher::new(Arc::clone(&config), stats, Arc::clone(&waker), Arc::clone(&watch));
+    // Before any worker exists: a group's instance dispatches nothing before its first lease.
+    let shared = match &config.shared {
+        Some(s) => Some(shared::Running::start(s.clone(), Arc::clone(&dispatcher)).map_err(RunError::Runtime)?),
+        None => None,
+    };
     let closer = Arc::new(Closer::new(Arc::clone(&waker)));
     let pool = Arc::new(Pool::new(Arc::clone(&dispatcher), Arc::clone(&closer)));
     pool.ensure(config.limit).map_err(|e| RunError::Runtime(format!("cannot start worker threads: {e}")))?;
@@ -116,7 +122,12 @@ pub fn run(args: Args) -> Result<(), RunError> {
         if let Ok(a) = listener.local_addr() {
             crate::info!("admin on http://{a}/");
         }
-        let admin = Admin { listener, dispatcher: Arc::clone(&dispatcher), pool: Arc::clone(&pool) };
+        let admin = Admin {
+            listener,
+            dispatcher: Arc::clone(&dispatcher),
+            pool: Arc::clone(&pool),
+            shared: shared.as_ref().map(|s| Arc::clone(&s.inner)),
+        };
         spawn("admin", move || admin.run())?;
     }
     for l in &listeners {
@@ -146,6 +157,9 @@ pub fn run(args: Args) -> Result<(), RunError> {
     }
     .run();
     dispatcher.reuse.clear();
+    if let Some(s) = shared {
+        s.stop();
+    }
     if let Some(sup) = supervisor {
         sup.stop();
     }
@@ -185,8 +199,14 @@ fn reloader(flags: Layer, file: Option<PathBuf>, dispatcher: Arc<Dispatcher>, po
         match load_config(&flags, Some(path)) {
             Ok(new) => {
                 let old = dispatcher.config();
-                if new.listen != old.listen || new.workers != old.workers || new.admin != old.admin {
-                    crate::warn!("reload: listeners, spawned workers and admin address change only at restart");
+                if new.listen != old.listen
+                    || new.workers != old.workers
+                    || new.admin != old.admin
+                    || new.shared != old.shared
+                {
+                    crate::warn!(
+                        "reload: listeners, spawned workers, admin address and shared limit change only at restart"
+                    );
                 }
                 if new.mode != old.mode {
                     crate::warn!(

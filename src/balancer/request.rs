@@ -113,8 +113,14 @@ pub fn serve(
             }
         };
         let ends = Ends { client, server: &conn, reused };
-        let ending = exchange::forward(ends, &mut up, t, progress, &mut replying, &mut scratch);
+        let cuts = dispatcher.cuts.cuts();
+        let ending = {
+            // Registered for a shared limit's cut while the server works on it (shared/cut.rs).
+            let _cut = dispatcher.cuts.hold(&conn);
+            exchange::forward(ends, &mut up, t, progress, &mut replying, &mut scratch)
+        };
         if let Ending::Retry(why) = &ending
+            && dispatcher.cuts.cuts() == cuts
             && !fresh_only
             && up.rewind()
         {
@@ -152,7 +158,10 @@ pub fn serve(
                 }
             }
             Ending::Tunnel { to_server } => {
-                let end = tunnel(client, &conn, &to_server, buffers, t, progress);
+                let end = {
+                    let _cut = dispatcher.cuts.hold(&conn);
+                    tunnel(client, &conn, &to_server, buffers, t, progress)
+                };
                 record(progress);
                 drop(slot);
                 crate::debug!("client {peer}: tunnel through {addr} ended: {end:?}");

@@ -34,6 +34,13 @@
 //!   under the lock, sent and collected without it, and its results applied under it again
 //!   (`finish_round`).
 //!
+//! A shared limit (`shared/`) caps new dispatches at `min(limit, share)` (`cap`), where the
+//! share holds until its lease's deadline and the fallback after it, checked at each dispatch
+//! so that dispatch stops on time even if the lease thread is late. `limit` stays the group's
+//! `-N`. The lease thread learns of a change in demand (the waiting room becoming empty or
+//! non-empty, work above a lowered share finishing) through `set_demand_hook`, called outside
+//! the lock.
+//!
 //! Work conservation: every event that can make a dispatch possible (a push, a release, a
 //! round's end, a new limit or rate) notifies `work` (as many workers as could dispatch, so
 //! none wakes for nothing), and a worker that dispatched wakes one more while dispatchable
@@ -52,7 +59,7 @@ use crate::balancer::watch::Watch;
 use crate::common::sys::Waker;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What waits in the waiting room. In tcp mode: a client connection that has been accepted and
@@ -152,6 +159,34 @@ struct State {
     /// When the probe thread probes the servers that are down (they never hold the gate).
     recovery: Recovery,
     phase: Phase,
+    /// The shared limit's cap on new dispatches; `None` without a shared limit.
+    share: Option<ShareCap>,
+}
+
+/// A shared limit's cap on new dispatches: `slots` until `until` (the lease could have
+/// expired then), `after` from then on (the fallback), unless the lease thread says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareCap {
+    pub slots: usize,
+    pub until: Instant,
+    pub after: usize,
+}
+
+/// What the lease thread reports to the group: its waiting room, its slots in flight, `-N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    pub waiting: usize,
+    pub in_flight: usize,
+    pub limit: usize,
+}
+
+/// Called when demand changes (see `set_demand_hook`).
+pub struct DemandHook(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for DemandHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DemandHook")
+    }
 }
 
 /// What `take` hands a worker: the connection, and its route.
@@ -234,6 +269,9 @@ pub struct Dispatcher {
     /// Idle server connections for reuse, http mode (its own lock, never taken with `state`).
     pub reuse: Reuse,
     started: Instant,
+    /// Bridges in flight, for a shared limit's cut (off without one).
+    pub cuts: crate::balancer::shared::cut::Registry,
+    demand_hook: OnceLock<DemandHook>,
 }
 
 impl Dispatcher {
@@ -255,6 +293,7 @@ impl Dispatcher {
             gate: Gate::new(),
             recovery: Recovery::default(),
             phase: Phase::Running,
+            share: None,
             config,
         };
         Arc::new(Dispatcher {
@@ -269,6 +308,8 @@ impl Dispatcher {
             reuse: Reuse::new(Arc::clone(&watch)),
             watch,
             started: now,
+            cuts: Default::default(),
+            demand_hook: OnceLock::new(),
         })
     }
 
@@ -284,6 +325,9 @@ impl Dispatcher {
                 drop(st);
                 if wake {
                     self.work.notify_one();
+                }
+                if waiting == 1 {
+                    self.demand_changed();
                 }
                 Ok(waiting)
             }
@@ -322,7 +366,8 @@ impl Dispatcher {
             }
             match self.try_dispatch(&mut st) {
                 Ok(ticket) => {
-                    let more = !st.room.is_empty() && st.in_flight < st.limit;
+                    let more = !st.room.is_empty() && st.in_flight < cap(&st);
+                    let emptied = st.room.is_empty();
                     // The R-th dispatch sends the round the gate now waits for, before its own
                     // connect: the servers answer while this client is being bridged, and the
                     // next routing decision finds the replies waiting instead of waiting a
@@ -342,6 +387,9 @@ impl Dispatcher {
                     if more {
                         self.work.notify_one();
                     }
+                    if emptied {
+                        self.demand_changed();
+                    }
                     return Some(ticket);
                 }
                 Err(Some(due)) => {
@@ -355,7 +403,7 @@ impl Dispatcher {
     /// One dispatch decision. `Err(Some(t))`: nothing before `t` (a token is due);
     /// `Err(None)`: nothing until something changes.
     fn try_dispatch(self: &Arc<Self>, st: &mut MutexGuard<'_, State>) -> Result<Ticket, Option<Instant>> {
-        if st.room.is_empty() || st.in_flight >= st.limit || !st.gate.is_open() {
+        if st.room.is_empty() || st.in_flight >= cap(st) || !st.gate.is_open() {
             return Err(None);
         }
         let choice = choose(st, &[]);
@@ -457,7 +505,12 @@ impl Dispatcher {
         }
         let drained = st.phase == Phase::Draining && st.in_flight == 0 && st.room.is_empty();
         let wake = dispatchable(&st) > 0;
+        // Work above a lowered share has finished: the slots it held can go to the group.
+        let handed_back = st.share.is_some() && st.in_flight == cap(&st);
         drop(st);
+        if handed_back {
+            self.demand_changed();
+        }
         if wake {
             self.work.notify_one();
         }
@@ -475,8 +528,12 @@ impl Dispatcher {
         let mut st = self.state.lock();
         let job = st.room.remove(|j| j.id == id)?;
         st.abandoned += 1;
-        let drained = st.phase == Phase::Draining && st.in_flight == 0 && st.room.is_empty();
+        let emptied = st.room.is_empty();
+        let drained = st.phase == Phase::Draining && st.in_flight == 0 && emptied;
         drop(st);
+        if emptied {
+            self.demand_changed();
+        }
         if drained {
             self.waker.wake();
         }
@@ -490,7 +547,13 @@ impl Dispatcher {
         let timeout = st.config.queue_timeout;
         let out = st.room.expire(now, timeout);
         st.rejected += out.len() as u64;
-        (out, st.room.next_expiry(timeout))
+        let emptied = !out.is_empty() && st.room.is_empty();
+        let next = st.room.next_expiry(timeout);
+        drop(st);
+        if emptied {
+            self.demand_changed();
+        }
+        (out, next)
     }
 
     // ---- rounds: started here, run with the lock released, applied here ----
@@ -623,6 +686,39 @@ impl Dispatcher {
         }
         self.busy_server.notify_all();
         flips
+    }
+
+    // ---- the shared limit's side (shared/) ----
+
+    /// A new cap on new dispatches (`None`: no shared limit). Wakes as many workers as can
+    /// dispatch now; bridges in flight are never cut here.
+    pub fn set_share(&self, share: Option<ShareCap>) {
+        let mut st = self.state.lock();
+        st.share = share;
+        let wake = dispatchable(&st);
+        drop(st);
+        for _ in 0..wake {
+            self.work.notify_one();
+        }
+    }
+
+    /// The demand to report: waiting, in flight, and `-N`.
+    pub fn demand(&self) -> Demand {
+        let st = self.state.lock();
+        Demand { waiting: st.room.len(), in_flight: st.in_flight, limit: st.limit }
+    }
+
+    /// `hook` is called (outside the lock, on the thread that made the change) when the
+    /// waiting room becomes non-empty or empty, and when work above a lowered share has
+    /// finished. Set once; later calls are ignored.
+    pub fn set_demand_hook(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.demand_hook.set(DemandHook(hook)); // once: a second hook has no use
+    }
+
+    fn demand_changed(&self) {
+        if let Some(h) = self.demand_hook.get() {
+            (h.0)();
+        }
     }
 
     // ---- control ----
@@ -776,7 +872,15 @@ fn dispatchable(st: &State) -> usize {
         // One worker to read the round the gate waits for, or to run it if nobody has.
         return usize::from((st.gate.has_parked() || st.gate.needs_round()) && !st.room.is_empty());
     }
-    st.room.len().min(st.limit.saturating_sub(st.in_flight))
+    st.room.len().min(cap(st).saturating_sub(st.in_flight))
+}
+
+/// The bound for new dispatches: `limit`, or less under a shared limit's share.
+fn cap(st: &State) -> usize {
+    match st.share {
+        None => st.limit,
+        Some(s) => st.limit.min(if Instant::now() < s.until { s.slots } else { s.after }),
+    }
 }
 
 fn new_server(addr: SocketAddr, stats: &Stats) -> Server {

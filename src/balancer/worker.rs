@@ -257,7 +257,11 @@ impl Worker {
                             dispatcher.reply_started(addr);
                         }
                     };
-                    let end = bridge::run(client, &conn, &mut self.buffers, t, progress, &mut replying);
+                    // Registered for a shared limit's cut until the bridge ends (see shared/cut.rs).
+                    let end = {
+                        let _cut = dispatcher.cuts.hold(&conn);
+                        bridge::run(client, &conn, &mut self.buffers, t, progress, &mut replying)
+                    };
                     let exchange = Exchange {
                         status: progress.status,
                         bytes_to_server: progress.to_server,

@@ -18,5 +18,6 @@ mod pacing;
 mod probes;
 mod routing;
 mod self_heal;
+mod shared;
 mod stalled;
 mod transfer;

@@ -19,7 +19,7 @@ fn every_example_parses_and_builds() {
         seen.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
     }
     seen.sort();
-    assert_eq!(seen, ["fleet.yaml", "guard.yaml", "servers.yaml"]);
+    assert_eq!(seen, ["fleet.yaml", "guard.yaml", "servers.yaml", "shared.yaml"]);
 }
 
 #[test]

@@ -219,6 +219,58 @@ pub fn text(v: &View) -> String {
     out
 }
 
+/// The shared limit's families (issue 14), appended to `text` when there is one.
+pub fn shared_text(v: &crate::balancer::shared::View) -> String {
+    use crate::balancer::shared::LeaseState;
+    let mut out = String::with_capacity(1024 + 256 * v.instances.len());
+    let one = |x: String| [(String::new(), x)];
+    family(
+        &mut out,
+        "lb_shared_share",
+        "gauge",
+        "Slots this instance may use for new dispatches now.",
+        one(v.share.to_string()),
+    );
+    family(
+        &mut out,
+        "lb_shared_state",
+        "gauge",
+        "The lease's state: 1 for the current one.",
+        LeaseState::ALL.map(|s| (format!("state=\"{}\"", s.name()), u8::from(s == v.state).to_string())),
+    );
+    family(
+        &mut out,
+        "lb_shared_lease_left_seconds",
+        "gauge",
+        "Time until this instance stops dispatching unless its lease is renewed.",
+        one(value(v.lease_left.as_secs_f64())),
+    );
+    family(
+        &mut out,
+        "lb_shared_renewals_total",
+        "counter",
+        "Successful grants and renewals.",
+        one(v.renewals.to_string()),
+    );
+    family(&mut out, "lb_shared_failures_total", "counter", "Failed Redis calls.", one(v.failures.to_string()));
+    let label = |p: &crate::balancer::shared::InstanceView| format!("instance=\"{}\"", escape_label(&p.id));
+    family(
+        &mut out,
+        "lb_shared_instance_share",
+        "gauge",
+        "Each instance's share of the group, as last read from Redis.",
+        v.instances.iter().map(|p| (label(p), p.share.to_string())),
+    );
+    family(
+        &mut out,
+        "lb_shared_instance_demand",
+        "gauge",
+        "Each instance's demand (waiting + in flight), as last read from Redis.",
+        v.instances.iter().map(|p| (label(p), p.demand.to_string())),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,8 @@ pub struct Admin {
     pub listener: TcpListener,
     pub dispatcher: Arc<Dispatcher>,
     pub pool: Arc<Pool>,
+    /// The shared limit's state, when there is one (`/status` `shared`, `/metrics`).
+    pub shared: Option<Arc<crate::balancer::shared::Inner>>,
 }
 
 impl Admin {
@@ -72,13 +74,18 @@ impl Admin {
         let text = |status: &str, body: String| http::response(status, "text/plain; charset=utf-8", body.as_bytes());
         match (req.method.as_str(), path) {
             ("GET", "/status") => {
-                http::response("200 OK", "application/json", status::json(&self.dispatcher.view()).as_bytes())
+                let doc = with_shared(status::json(&self.dispatcher.view()), self.shared.as_deref());
+                http::response("200 OK", "application/json", doc.as_bytes())
             }
             ("GET", "/worker/stats") => {
                 http::response("200 OK", "application/json", status::worker_stats(&self.dispatcher.view()).as_bytes())
             }
             ("GET", "/metrics") => {
-                http::response("200 OK", metrics::CONTENT_TYPE, metrics::text(&self.dispatcher.view()).as_bytes())
+                let mut text = metrics::text(&self.dispatcher.view());
+                if let Some(s) = self.shared.as_deref() {
+                    text.push_str(&metrics::shared_text(&s.view()));
+                }
+                http::response("200 OK", metrics::CONTENT_TYPE, text.as_bytes())
             }
             ("GET", "/") => http::response("200 OK", dashboard::CONTENT_TYPE, dashboard::PAGE.as_bytes()),
             ("PUT", "/rate") => {
@@ -131,4 +138,16 @@ fn linger(stream: &mut TcpStream, deadline: Instant) {
             Ok(_) => {}
         }
     }
+}
+
+/// Adds the shared limit's object to a `/status` document as its last member, `shared`
+/// (kept apart from `status::json` so that the document's own shape stays its business).
+fn with_shared(mut doc: String, shared: Option<&crate::balancer::shared::Inner>) -> String {
+    let Some(s) = shared else { return doc };
+    let Some(end) = doc.rfind('}') else { return doc };
+    let tail = doc.split_off(end);
+    doc.push_str(",\"shared\":");
+    doc.push_str(&s.view().json());
+    doc.push_str(&tail);
+    doc
 }
