@@ -47,7 +47,7 @@ fn check_reads_the_config_file_under_the_flags() {
     let (code, out, err) = check(&["--config", path]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "ok: would listen on 127.0.0.1:8000, 2 servers, limit 3, mode tcp\n");
-    let (code, out, _) = check(&["--check", "--mode", "http", "8000", "1"]);
+    let (code, out, _) = check(&["--mode", "http", "8000", "1"]);
     assert_eq!((code, out.as_str()), (0, "ok: would listen on 127.0.0.1:8000, 1 server, limit 4, mode http\n"));
     let (code, out, _) = check(&["--config", path, "-N", "5"]);
     assert_eq!(code, 0);
