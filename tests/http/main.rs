@@ -10,5 +10,6 @@ mod abandon;
 mod bad;
 mod bounds;
 mod drain;
+mod fairness;
 mod framing;
 mod reuse;
