@@ -34,9 +34,24 @@ impl Tally {
 
 #[test]
 fn weights_two_to_one_hold_per_request_for_keep_alive_clients() {
-    let s = keepalive::start("s", &Group::new(), |_, name| Act::After(Duration::from_millis(15), keepalive::ok(name, "ok")));
+    let s = keepalive::start("s", &Group::new(), |_, name| {
+        Act::After(Duration::from_millis(15), keepalive::ok(name, "ok"))
+    });
     let lb = balancer(
-        &["--mode", "http", "-N", "3", "-R", "1000000", "--admin", "0", "--weight", "127.0.0.2=2", "--weight", "127.0.0.3=1"],
+        &[
+            "--mode",
+            "http",
+            "-N",
+            "3",
+            "-R",
+            "1000000",
+            "--admin",
+            "0",
+            "--weight",
+            "127.0.0.2=2",
+            "--weight",
+            "127.0.0.3=1",
+        ],
         &[s.port],
     );
     let (port, admin) = (lb.port, lb.admin.unwrap());
@@ -69,7 +84,8 @@ fn weights_two_to_one_hold_per_request_for_keep_alive_clients() {
         tally.wait(2);
         let st = status(admin);
         let classes = st["classes"].as_array().unwrap().clone();
-        let get = |k: &str, f: &str| classes.iter().find(|c| c["key"] == k).map(|c| c[f].as_u64().unwrap()).unwrap_or(0);
+        let get =
+            |k: &str, f: &str| classes.iter().find(|c| c["key"] == k).map(|c| c[f].as_u64().unwrap()).unwrap_or(0);
         if get("127.0.0.2", "queued") > 0 && get("127.0.0.3", "queued") > 0 {
             slots_heavy += get("127.0.0.2", "in_flight");
             slots_light += get("127.0.0.3", "in_flight");

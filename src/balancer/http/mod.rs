@@ -35,12 +35,48 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
-/// The value of header `name` (case-insensitive) in a head.
-pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+/// A reply head as `httparse` reads it: the few facts the probe needs.
+struct ReplyHead {
+    len: usize,
+    status: u16,
+    minor: u8,
+    /// `Content-Length`: `Some(None)` when present but not a number.
+    length: Option<Option<usize>>,
+    /// The `Connection` header's tokens include `close` / `keep-alive`.
+    close: bool,
+    keep_alive: bool,
+}
+
+/// Parses the reply head at the start of `buf`: `Ok(None)` while it is incomplete.
+fn reply_head(buf: &[u8]) -> Result<Option<ReplyHead>, ()> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    let mut head = ReplyHead {
+        len,
+        status: resp.code.unwrap_or(0),
+        minor: resp.version.unwrap_or(1),
+        length: None,
+        close: false,
+        keep_alive: false,
+    };
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value).ok().map(str::trim);
+            head.length =
+                Some(v.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse().ok()));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for t in h.value.split(|b| *b == b',') {
+                head.close |= t.trim_ascii().eq_ignore_ascii_case(b"close");
+                head.keep_alive |= t.trim_ascii().eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    Ok(Some(head))
 }
 
 /// Why a health-check reply makes its server down.
@@ -62,17 +98,18 @@ impl std::fmt::Display for BadReply {
 /// Parses a complete `/healthcheck` reply: `200`, body `<errors>\n<entries>` with at most one
 /// trailing newline, both non-negative integers. Returns `(errors, entries)`.
 pub fn parse_health(reply: &[u8]) -> Result<(u64, u64), BadReply> {
-    let end = head_end(reply).ok_or(BadReply::Malformed("no end of head"))?;
-    let head = std::str::from_utf8(&reply[..end]).map_err(|_| BadReply::Malformed("head is not text"))?;
-    let first = head.lines().next().unwrap_or("");
-    match status_code(first.as_bytes()) {
-        Some(200) => {}
-        Some(_) => return Err(BadReply::Status(first.to_string())),
-        None => return Err(BadReply::Malformed("no status line")),
+    let head = match reply_head(reply) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Err(BadReply::Malformed("no end of head")),
+        Err(()) => return Err(BadReply::Malformed("malformed head")),
+    };
+    if head.status != 200 {
+        let first = reply.split(|b| *b == b'\r').next().unwrap_or_default();
+        return Err(BadReply::Status(String::from_utf8_lossy(first).into_owned()));
     }
-    let mut body = &reply[end..];
-    if let Some(len) = header(head, "content-length") {
-        let len: usize = len.parse().map_err(|_| BadReply::Malformed("bad Content-Length"))?;
+    let mut body = &reply[head.len..];
+    if let Some(len) = head.length {
+        let len = len.ok_or(BadReply::Malformed("bad Content-Length"))?;
         if body.len() < len {
             return Err(BadReply::Malformed("short body"));
         }
@@ -91,24 +128,25 @@ pub fn parse_health(reply: &[u8]) -> Result<(u64, u64), BadReply> {
 }
 
 /// True once `buf` holds a whole reply: the head and Content-Length bytes of body (a reply
-/// without Content-Length ends at EOF).
+/// without Content-Length ends at EOF). A malformed head is complete: nothing more can help.
 pub fn reply_complete(buf: &[u8]) -> bool {
-    let Some(end) = head_end(buf) else { return false };
-    let Ok(head) = std::str::from_utf8(&buf[..end]) else { return true };
-    match header(head, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-        Some(len) => buf.len() >= end + len,
-        None => false,
+    match reply_head(buf) {
+        Ok(Some(h)) => match h.length {
+            Some(Some(len)) => buf.len() >= h.len.saturating_add(len),
+            Some(None) => true,
+            None => false,
+        },
+        Ok(None) => false,
+        Err(()) => true,
     }
 }
 
 /// True when a reply's head says `Connection: close` (or it is HTTP/1.0 without keep-alive):
 /// the server will not take another request on this connection.
 pub fn says_close(reply: &[u8]) -> bool {
-    let Some(end) = head_end(reply) else { return true };
-    let Ok(head) = std::str::from_utf8(&reply[..end]) else { return true };
-    match header(head, "connection") {
-        Some(v) => v.eq_ignore_ascii_case("close"),
-        None => head.starts_with("HTTP/1.0"),
+    match reply_head(reply) {
+        Ok(Some(h)) => h.close || (h.minor == 0 && !h.keep_alive),
+        _ => true,
     }
 }
 
@@ -142,16 +180,21 @@ pub fn read_request(stream: &mut impl Read, deadline: Instant) -> io::Result<Req
         }
         buf.extend_from_slice(&chunk[..n]);
     };
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| bad("head is not text"))?.to_string();
-    let mut words = head.lines().next().unwrap_or("").split(' ');
-    let (method, path) = match (words.next(), words.next(), words.next()) {
-        (Some(m), Some(p), Some(v)) if v.starts_with("HTTP/1.") => (m.to_string(), p.to_string()),
-        _ => return Err(bad("malformed request line")),
-    };
-    let len = match header(&head, "content-length") {
-        Some(v) => v.parse::<usize>().map_err(|_| bad("bad Content-Length"))?,
-        None => 0,
-    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(&buf[..end]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err(bad("malformed request head")),
+    }
+    let (method, path) = (req.method.unwrap_or("").to_string(), req.path.unwrap_or("").to_string());
+    let mut len = 0usize;
+    for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+        let v = std::str::from_utf8(h.value).map_err(|_| bad("bad Content-Length"))?.trim();
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("bad Content-Length"));
+        }
+        len = v.parse::<usize>().map_err(|_| bad("body too large"))?;
+    }
     if len > 64 * 1024 {
         return Err(bad("body too large"));
     }
