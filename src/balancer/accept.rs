@@ -57,6 +57,16 @@ impl Closer {
         Closer { handed: Mutex::new(Vec::new()), parked: Mutex::new(Vec::new()), waker }
     }
 
+    /// Closes a client whose exchange is over, cleanly: its write side is shut now, and the
+    /// accepting thread reads what it still sends until it closes (so no RST destroys the end
+    /// of its response). The socket stays non-blocking.
+    pub fn linger(&self, client: TcpStream) {
+        // A client that already left: lingering then closes it at once.
+        let _ = client.shutdown(Shutdown::Write);
+        self.handed.lock().push(client);
+        self.waker.wake();
+    }
+
     /// Hands back a client whose response is complete, with what it sent of its next request.
     pub fn park(&self, client: TcpStream, peer: SocketAddr, next: Vec<u8>) {
         self.parked.lock().push((client, peer, next));

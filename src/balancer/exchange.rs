@@ -45,13 +45,14 @@ pub struct Request {
 /// How an exchange ended.
 #[derive(Debug)]
 pub enum Ending {
-    /// The response is complete and flushed. `client_next`: the client may send another
-    /// request, and these bytes (maybe none) are its start; `None`: close the client.
-    /// `server_keep`: the server connection may carry another request.
-    Complete { client_next: Option<Vec<u8>>, server_keep: bool },
-    /// The response turned the connection into a tunnel; its head is flushed. `to_server`:
-    /// tunnel bytes the client sent early, not yet forwarded.
-    Tunnel { to_server: Vec<u8> },
+    /// The response has come whole from the server; `unsent` is its end, not yet written to
+    /// the client. `client_next`: the client may send another request, and these bytes
+    /// (maybe none) are its start; `None`: close the client. `server_keep`: the server
+    /// connection may carry another request.
+    Complete { client_next: Option<Vec<u8>>, server_keep: bool, unsent: Vec<u8> },
+    /// The response turned the connection into a tunnel. `to_server`: tunnel bytes the client
+    /// sent early; `to_client`: the end of the head and what followed, both not yet written.
+    Tunnel { to_server: Vec<u8>, to_client: Vec<u8> },
     /// A reused server connection failed before any response byte (the server closed it as
     /// we sent): the request may go again on a new connection.
     Retry(String),
@@ -301,6 +302,20 @@ pub fn forward(
                 Err(e) => return Ending::Server { why: format!("receive failed: {e}"), bad_gateway: !down.any },
             }
         }
+        if down.done {
+            // The server is done: its connection can go back to the pool before the client
+            // has the last bytes, so a client that sends its next request the moment it has
+            // them finds the connection there. The caller writes `unsent`.
+            progress.server_done = Some(Instant::now());
+            let unsent = down.out.split_off(down.written);
+            if down.tunnel {
+                return Ending::Tunnel { to_server: std::mem::take(&mut up.next), to_client: unsent };
+            }
+            let both = up.done && up.head.keep_alive && down.keep_alive;
+            let client_next = both.then(|| std::mem::take(&mut up.next));
+            let server_keep = both && !down.extra && !up.pending();
+            return Ending::Complete { client_next, server_keep, unsent };
+        }
         // Response bytes to the client.
         while down.pending() {
             match (&*client).write(&down.out[down.written..]) {
@@ -313,15 +328,6 @@ pub fn forward(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Ending::Client(e.to_string()),
             }
-        }
-        if down.done && !down.pending() {
-            progress.server_done = Some(Instant::now());
-            if down.tunnel {
-                return Ending::Tunnel { to_server: std::mem::take(&mut up.next) };
-            }
-            let both = up.done && up.head.keep_alive && down.keep_alive;
-            let client_next = both.then(|| std::mem::take(&mut up.next));
-            return Ending::Complete { client_next, server_keep: both && !down.extra && !up.pending() };
         }
 
         let (deadline, client_owes) = if up.done { (last + t.server, false) } else { (last + t.client, true) };

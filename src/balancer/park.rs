@@ -99,7 +99,10 @@ impl Lot {
     pub fn arrive(&mut self, stream: TcpStream, peer: SocketAddr, buf: Vec<u8>, fresh: bool, t: &Timeouts) -> Turn {
         let idle = !fresh && buf.is_empty();
         let deadline = Instant::now() + if idle { t.idle } else { t.request };
-        self.advance(Parked { stream, peer, buf, deadline, idle, token: 0 }, t, fresh || idle)
+        // A new client usually has its request here already (TCP_DEFER_ACCEPT): read it now.
+        // One handed back just had its response and has rarely sent more yet: the watch (level
+        // triggered) says when it does, which saves a read that would find nothing.
+        self.advance(Parked { stream, peer, buf, deadline, idle, token: 0 }, t, fresh)
     }
 
     /// The watch says `token` (a parked connection) has input, a close or an error.
@@ -213,14 +216,21 @@ pub struct Timeouts {
     pub request: Duration,
 }
 
-/// Reads what is there without blocking. False at EOF.
+/// Reads what is there without blocking, until a head is complete. False at EOF.
 fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
     let mut chunk = [0u8; 16 * 1024];
-    // A head over the limit is refused whatever follows, so reading stops just past it.
+    // A head over the limit is refused whatever follows, so reading stops just past it; a
+    // complete head stops it too (what follows is read by the worker, or the watch tells).
     while buf.len() <= head::MAX_HEAD {
         match stream.read(&mut chunk) {
             Ok(0) => return Ok(false),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                let from = buf.len().saturating_sub(3);
+                buf.extend_from_slice(&chunk[..n]);
+                if buf[from..].windows(4).any(|w| w == b"\r\n\r\n") {
+                    return Ok(true);
+                }
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

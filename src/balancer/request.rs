@@ -146,21 +146,39 @@ pub fn serve(
             other => other,
         };
         return match ending {
-            Ending::Complete { client_next, server_keep } => {
-                record(progress);
+            Ending::Complete { client_next, server_keep, unsent } => {
                 if server_keep {
                     dispatcher.reuse.put(addr, conn, config.server_idle_max, config.server_idle_timeout);
+                } else {
+                    drop(conn);
                 }
+                // The slot is held until the client has the whole response: until then the
+                // request is ours, and its bytes are still in our memory.
+                let flushed = write_all_within(client, &unsent, Instant::now() + t.client);
+                if flushed.is_ok() {
+                    progress.to_client += unsent.len() as u64;
+                }
+                record(progress);
                 drop(slot);
-                match client_next {
-                    Some(next) if !dispatcher.is_draining() => After::Park(next),
+                match (flushed, client_next) {
+                    (Ok(()), Some(next)) if !dispatcher.is_draining() => After::Park(next),
+                    (Err(e), _) => {
+                        crate::info!("client {peer}: {e} while taking its response; closing");
+                        After::Close
+                    }
                     _ => After::Close,
                 }
             }
-            Ending::Tunnel { to_server } => {
+            Ending::Tunnel { to_server, to_client } => {
                 let end = {
                     let _cut = dispatcher.cuts.hold(&conn);
-                    tunnel(client, &conn, &to_server, buffers, t, progress)
+                    match write_all_within(client, &to_client, Instant::now() + t.client) {
+                        Ok(()) => {
+                            progress.to_client += to_client.len() as u64;
+                            tunnel(client, &conn, &to_server, buffers, t, progress)
+                        }
+                        Err(e) => bridge::End::Client(e),
+                    }
                 };
                 record(progress);
                 drop(slot);

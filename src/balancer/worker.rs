@@ -197,7 +197,7 @@ impl Worker {
             match outcome {
                 Ok(After::Answer(reply)) => self.shared.closer.answer(client, reply),
                 Ok(After::Park(next)) => self.shared.closer.park(client, peer, next),
-                Ok(After::Close) => self.shared.closer.answer(client, b""),
+                Ok(After::Close) => self.shared.closer.linger(client),
                 Ok(After::Done) => drop(client), // closes it: the bridge is over
                 Err(panic) => {
                     let msg = panic

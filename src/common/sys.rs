@@ -47,21 +47,31 @@ pub fn raise_nofile(want: u64) -> io::Result<u64> {
 pub struct Waker {
     pub read: OwnedFd,
     pub write: OwnedFd,
+    /// A wake-up is written and the reader has not drained it yet.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 impl Waker {
     pub fn new() -> io::Result<Waker> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-        Ok(Waker { read, write })
+        Ok(Waker { read, write, pending: Default::default() })
     }
 
     /// Makes the reader's next `poll` return. Never blocks: a full pipe already means "wake".
     pub fn wake(&self) {
+        // Under load many hand-overs come between two wake-ups of the reader: one write is
+        // enough for all of them (the reader clears the flag before it looks at its lists).
+        if self.pending.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         // EAGAIN means a wake-up is already pending, which is all we want.
         let _ = nix::unistd::write(&self.write, &[1u8]);
     }
 
-    /// Empties the pipe after a wake-up.
+    /// Empties the pipe after a wake-up; call it before looking at what was handed over.
+    /// The flag is cleared after the pipe is empty: cleared before, a wake-up written in
+    /// between would be read here while the flag stayed set, and the next hand-over would
+    /// write nothing and wait for ever.
     pub fn drain(&self) {
         let mut buf = [0u8; 64];
         while let Ok(n) = nix::unistd::read(&self.read, &mut buf) {
@@ -69,6 +79,7 @@ impl Waker {
                 break;
             }
         }
+        self.pending.store(false, std::sync::atomic::Ordering::Release);
     }
 }
 

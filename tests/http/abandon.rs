@@ -8,10 +8,10 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// Takes 800 ms a request; `close`: closes after each reply (a tcp-mode bridge ends then).
+/// Takes 2 s a request; `close`: closes after each reply (a tcp-mode bridge ends then).
 fn slow_server(close: bool) -> keepalive::Server {
     keepalive::start("s", &Group::new(), move |_, name| {
-        std::thread::sleep(Duration::from_millis(800)); // the server's work
+        std::thread::sleep(Duration::from_millis(2000)); // the server's work: long enough for the give-up to be seen first
         let reply = keepalive::ok(name, "ok");
         if close { Act::ReplyClose(reply) } else { Act::Reply(reply) }
     })
