@@ -139,7 +139,7 @@ http_section() {
     local from=${#GROUPS_STARTED[@]} wls port t b=()
     wls=$(echo $(http_workloads))
     [[ -n $wls ]] || return 0
-    log "http section: $HTTP_BACKEND backends; ours --mode http, HAProxy mode http, nginx http; N = $LIMIT"
+    log "http section ($HTTP_BACKEND servers): ours --mode http, HAProxy mode http, nginx http; N = $LIMIT"
     start_http_backends
     read -r -a b <<<"$SERVERS"
     PORT[h-direct]=${b[0]} CPUG[h-direct]="" IDLE_OK[h-direct]=0
