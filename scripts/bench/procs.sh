@@ -10,7 +10,10 @@ GROUPS_STARTED=() # pids of the process-group leaders we started, in start order
 start_group() {
     local logf=$1
     shift
-    setsid "$@" </dev/null >"$logf" 2>&1 &
+    # Emptied here, not only by the child's redirection: a caller that reads LOG at once for a
+    # line of the new process must never find the last run's.
+    : >"$logf"
+    setsid "$@" </dev/null >>"$logf" 2>&1 &
     STARTED=$!
     GROUPS_STARTED+=("$STARTED")
 }
