@@ -87,6 +87,10 @@ impl Worker {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
+                    // A reply goes out as a head and a body in two writes: with Nagle on, the
+                    // body of a kept connection's next reply waits for the peer's delayed
+                    // ACK of the head (40 ms). Latency only, so a refusal is not fatal.
+                    let _ = stream.set_nodelay(true);
                     // A bug in one request must not shrink the pool: catch it, log it, go on.
                     // The in-flight guard unwinds with it, so the counts stay exact.
                     let served =

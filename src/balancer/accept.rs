@@ -141,12 +141,14 @@ impl Acceptor {
                 crate::error!("internal: listener {:?}: {e}", l.local_addr());
             }
         }
+        // Reloads run on this thread, so this copy is current until the next one (and taking
+        // it at every wake-up would cost the dispatcher's lock each time).
+        let mut config = self.dispatcher.config();
         loop {
             if self.signals.reload.swap(false, Ordering::Relaxed) {
                 (self.on_reload)();
+                config = self.dispatcher.config();
             }
-            // Reloads run on this thread, so this copy is current until the next one.
-            let config = self.dispatcher.config();
             if drain_deadline.is_none() && self.signals.terminate.load(Ordering::Relaxed) {
                 let drain = config.drain_timeout;
                 self.listeners.clear();

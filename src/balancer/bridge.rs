@@ -78,12 +78,28 @@ pub struct Store {
 pub struct Buffers {
     up: Store,
     down: Store,
+    /// http mode's read buffer (see `exchange`), allocated on first use.
+    scratch: Vec<u8>,
 }
 
 impl Default for Buffers {
     fn default() -> Buffers {
         let store = || Store { buf: vec![0u8; COPY_BYTES].into_boxed_slice(), pipe: None };
-        Buffers { up: store(), down: store() }
+        Buffers { up: store(), down: store(), scratch: Vec::new() }
+    }
+}
+
+impl Buffers {
+    /// A read buffer of `len` bytes for http mode, kept from one request to the next.
+    pub fn scratch(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.resize(len, 0);
+        buf
+    }
+
+    /// Gives the buffer taken with `scratch` back for the next request.
+    pub fn keep_scratch(&mut self, buf: Vec<u8>) {
+        self.scratch = buf;
     }
 }
 

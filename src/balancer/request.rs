@@ -52,6 +52,24 @@ pub fn serve(
     buffers: &mut Buffers,
     progress: &mut Progress,
 ) -> After {
+    // The worker's read buffer, kept from one request to the next (not allocated for each).
+    let mut scratch = buffers.scratch(64 * 1024);
+    let after = serve_with(dispatcher, client, peer, req, route, buffers, progress, &mut scratch);
+    buffers.keep_scratch(scratch);
+    after
+}
+
+#[allow(clippy::too_many_arguments)] // `serve`'s own, plus the buffer it lends
+fn serve_with(
+    dispatcher: &Arc<Dispatcher>,
+    client: &TcpStream,
+    peer: SocketAddr,
+    req: Request,
+    route: Route,
+    buffers: &mut Buffers,
+    progress: &mut Progress,
+    scratch: &mut [u8],
+) -> After {
     let Route { mut slot, server, config, mut stats, closed_gate } = route;
     let mut up = match Upstream::new(req) {
         Ok(up) => up,
@@ -66,7 +84,6 @@ pub fn serve(
     let mut fresh_only = false;
     // Our own shortage made this request wait for a descriptor (see `shortage`).
     let mut waited = false;
-    let mut scratch = vec![0u8; 64 * 1024];
     loop {
         let Some(addr) = target else {
             crate::warn!("client {peer}: no server is up; answering 500");
@@ -74,6 +91,8 @@ pub fn serve(
         };
         let pooled = if fresh_only { None } else { dispatcher.reuse.take(addr) };
         let reused = pooled.is_some();
+        let token = pooled.as_ref().map(|(_, tok)| *tok);
+        let pooled = pooled.map(|(conn, _)| conn);
         let conn = match pooled.map_or_else(|| connect(addr, CONNECT_TIMEOUT), Ok) {
             Ok(conn) => {
                 if waited {
@@ -117,7 +136,7 @@ pub fn serve(
         let ending = {
             // Registered for a shared limit's cut while the server works on it (shared/cut.rs).
             let _cut = dispatcher.cuts.hold(&conn);
-            exchange::forward(ends, &mut up, t, progress, &mut replying, &mut scratch)
+            exchange::forward(ends, &mut up, t, progress, &mut replying, scratch)
         };
         if let Ending::Retry(why) = &ending
             && dispatcher.cuts.cuts() == cuts
@@ -148,7 +167,7 @@ pub fn serve(
         return match ending {
             Ending::Complete { client_next, server_keep, unsent } => {
                 if server_keep {
-                    dispatcher.reuse.put(addr, conn, config.server_idle_max, config.server_idle_timeout);
+                    dispatcher.reuse.put(addr, conn, token, config.server_idle_max, config.server_idle_timeout);
                 } else {
                     drop(conn);
                 }

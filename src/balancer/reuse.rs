@@ -3,9 +3,10 @@
 //!
 //! A connection enters the pool only when its last response was complete and both sides
 //! allowed keep-alive, and it leaves it in one of four ways: a worker takes it for a request;
-//! the server closes it or sends bytes nobody asked for (the accepting thread sees it through
-//! the `Watch` and drops it); it has been idle `--server-idle-timeout` (the accepting thread's
-//! deadline); or the pool for that server already holds `--server-idle-max`. Busy connections
+//! the server closes it (the accepting thread sees it through the `Watch`, which wakes on a
+//! close only, never on bytes, so a response on a connection in use wakes nobody); it has been
+//! idle `--server-idle-timeout` (the accepting thread's deadline); or the pool for that
+//! server already holds `--server-idle-max`. Busy connections
 //! are bounded by the slots, as in tcp mode; idle ones by this pool, separately.
 //!
 //! Before reuse a connection is checked without blocking (`recv` with `MSG_PEEK`): a readable
@@ -32,12 +33,18 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Table {
+    /// Tokens whose one-shot registration fired while their connection was out of the pool
+    /// (in use): put back, such a connection must be armed again. Bounded: past `MAX_FIRED`
+    /// it is cleared, and a connection put back unarmed is still checked before reuse.
+    fired: std::collections::HashSet<u64>,
     /// Per server, most recently used last (taken first: its TCP state is warmest).
     idle: HashMap<SocketAddr, Vec<Entry>>,
     /// When each entry's idle time runs out, in the order they were put (all share one timeout,
     /// so the order is also deadline order). Entries taken meanwhile are skipped.
     expiry: VecDeque<(Instant, SocketAddr, u64)>,
 }
+
+const MAX_FIRED: usize = 4096;
 
 #[derive(Debug)]
 pub struct Reuse {
@@ -50,40 +57,53 @@ impl Reuse {
         Reuse { table: Mutex::new(Table::default()), watch }
     }
 
-    /// An idle connection to `addr` that looks usable, if any. Stale ones found on the way are
-    /// closed.
-    pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+    /// An idle connection to `addr` that looks usable, with its watch token (to give back
+    /// with it to `put`), if any. Stale ones found on the way are closed.
+    pub fn take(&self, addr: SocketAddr) -> Option<(TcpStream, u64)> {
         loop {
             let entry = self.table.lock().idle.get_mut(&addr).and_then(Vec::pop)?;
             if usable(&entry.conn) {
-                return Some(entry.conn);
+                return Some((entry.conn, entry.token));
             }
             crate::debug!("server {addr}: a pooled connection was closed or sent bytes unasked; dropped");
         }
     }
 
     /// Keeps `conn` for the next request to `addr`, unless the pool for it already holds `max`
-    /// (then it is closed). `idle_for`: how long it may wait.
-    pub fn put(&self, addr: SocketAddr, conn: TcpStream, max: usize, idle_for: Duration) {
-        let token = self.watch.token(Kind::Idle);
+    /// (then it is closed). `token`: the one it had when it was taken from the pool, `None`
+    /// for a new connection. `idle_for`: how long it may wait.
+    ///
+    /// The watch wakes on the server's close only (`EPOLLRDHUP`), not on its bytes: a
+    /// response on a connection in use must not wake the accepting thread, and bytes nobody
+    /// asked for are found by the check before reuse. So a connection taken and put back
+    /// keeps its registration armed, and costs no `epoll_ctl`, unless its close was seen
+    /// while it was in use.
+    pub fn put(&self, addr: SocketAddr, conn: TcpStream, token: Option<u64>, max: usize, idle_for: Duration) {
         let mut t = self.table.lock();
-        let list = t.idle.entry(addr).or_default();
-        if list.len() >= max {
+        let list_len = t.idle.get(&addr).map_or(0, Vec::len);
+        if list_len >= max {
             return; // dropping `conn` closes it
         }
-        if let Err(e) = self.watch.arm(&conn, token, true, true) {
-            // Unwatched, a server's close would go unseen until reuse: not worth keeping.
-            drop(t);
-            crate::error!("internal: cannot watch an idle connection to {addr}: {e}");
-            return;
-        }
-        list.push(Entry { token, conn });
+        let token = match token {
+            Some(tok) if !t.fired.remove(&tok) => tok,
+            _ => {
+                let tok = self.watch.token(Kind::Idle);
+                if let Err(e) = self.watch.arm(&conn, tok, false, true) {
+                    // Unwatched, a server's close would go unseen until reuse: not worth keeping.
+                    drop(t);
+                    crate::error!("internal: cannot watch an idle connection to {addr}: {e}");
+                    return;
+                }
+                tok
+            }
+        };
+        t.idle.entry(addr).or_default().push(Entry { token, conn });
         t.expiry.push_back((Instant::now() + idle_for, addr, token));
         // Entries taken before their time stay in `expiry` until it comes; under heavy reuse,
         // sweep them out so the queue stays proportional to what is idle.
         let idle: usize = t.idle.values().map(Vec::len).sum();
         if t.expiry.len() > 4 * idle + 1024 {
-            let Table { idle, expiry } = &mut *t;
+            let Table { idle, expiry, .. } = &mut *t;
             expiry.retain(|(_, a, tok)| idle.get(a).is_some_and(|l| l.iter().any(|e| e.token == *tok)));
         }
     }
@@ -95,6 +115,13 @@ impl Reuse {
             let i = list.iter().position(|e| e.token == token)?;
             Some(list.swap_remove(i))
         });
+        if found.is_none() {
+            // In use: its registration is spent; `put` arms it again.
+            if t.fired.len() >= MAX_FIRED {
+                t.fired.clear();
+            }
+            t.fired.insert(token);
+        }
         drop(t);
         if found.is_some() {
             crate::debug!("server: an idle pooled connection was closed by its server");

@@ -59,6 +59,7 @@ use crate::balancer::watch::Watch;
 use crate::common::sys::Waker;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -268,6 +269,10 @@ pub struct Dispatcher {
     pub watch: Arc<Watch>,
     /// Idle server connections for reuse, http mode (its own lock, never taken with `state`).
     pub reuse: Reuse,
+    /// When the earliest queue timeout is due, in nanoseconds since `started`: 0 means
+    /// unknown (look), `u64::MAX` none (the room is empty). Moved under `state`'s lock; read
+    /// without it by `expire`, whose only caller (the accepting thread) also does every push.
+    room_due: AtomicU64,
     started: Instant,
     /// Bridges in flight, for a shared limit's cut (off without one).
     pub cuts: crate::balancer::shared::cut::Registry,
@@ -307,6 +312,7 @@ impl Dispatcher {
             probe_conns: Default::default(),
             reuse: Reuse::new(Arc::clone(&watch)),
             watch,
+            room_due: AtomicU64::new(0),
             started: now,
             cuts: Default::default(),
             demand_hook: OnceLock::new(),
@@ -321,6 +327,11 @@ impl Dispatcher {
         match st.room.push(key, weight, job, Instant::now()) {
             Ok(()) => {
                 let waiting = st.room.len();
+                if waiting == 1 {
+                    // The room was empty: this job's queue timeout is now the earliest.
+                    let due = self.nanos(Instant::now() + st.config.queue_timeout).max(1);
+                    self.room_due.fetch_min(due, AtomicOrdering::AcqRel);
+                }
                 let wake = dispatchable(&st) > 0;
                 drop(st);
                 if wake {
@@ -543,12 +554,21 @@ impl Dispatcher {
     /// Removes the connections that waited `queue_timeout` (the caller answers 503), and says
     /// when the longest-waiting one left will time out.
     pub fn expire(&self, now: Instant) -> (Vec<Job>, Option<Instant>) {
+        // The accepting thread asks at every wake-up; the lock is taken only when the earliest
+        // queue timeout may have come (a push into an empty room or a reload moves it).
+        let due = self.room_due.load(AtomicOrdering::Acquire);
+        let now_ns = self.nanos(now);
+        if due != 0 && now_ns < due {
+            return (Vec::new(), (due != u64::MAX).then(|| self.started + Duration::from_nanos(due)));
+        }
         let mut st = self.state.lock();
         let timeout = st.config.queue_timeout;
         let out = st.room.expire(now, timeout);
         st.rejected += out.len() as u64;
         let emptied = !out.is_empty() && st.room.is_empty();
         let next = st.room.next_expiry(timeout);
+        // Never 0 (which means "look now"): a due time in the first nanosecond is 1.
+        self.room_due.store(next.map_or(u64::MAX, |t| self.nanos(t).max(1)), AtomicOrdering::Release);
         drop(st);
         if emptied {
             self.demand_changed();
@@ -743,6 +763,7 @@ impl Dispatcher {
     /// retire: no new connection, their bridges finish), weights, limits, rate, queue.
     pub fn reconfigure(&self, config: Arc<Config>) {
         let mut st = self.state.lock();
+        self.room_due.store(0, AtomicOrdering::Release); // the queue timeout may have changed
         let stats = Arc::clone(&self.stats);
         for s in st.servers.iter_mut() {
             s.retiring = !config.servers.iter().any(|c| c.addr == s.addr);
@@ -778,6 +799,10 @@ impl Dispatcher {
     /// SIGTERM: keep dispatching what is queued; `is_idle` tells when all is done.
     pub fn begin_drain(&self) {
         self.state.lock().phase = Phase::Draining;
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.started).as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
     /// SIGTERM has come: a client whose response is done is closed, not kept alive.
