@@ -62,9 +62,13 @@ impl fmt::Display for FileError {
         match self {
             FileError::Read { path, source } => write!(f, "{}: cannot read: {source}", path.display()),
             FileError::Syntax { path, line, message } => write!(f, "{}:{line}: {message}", path.display()),
+            // The key is the file's text, and a complex key (`? ...`) may span lines: shown
+            // escaped and cut, so the message stays one line.
             FileError::UnknownKey { path, line, key } => match closest_key(key) {
-                Some(known) => write!(f, "{}:{line}: unknown key '{key}' (did you mean '{known}'?)", path.display()),
-                None => write!(f, "{}:{line}: unknown key '{key}'", path.display()),
+                Some(known) => {
+                    write!(f, "{}:{line}: unknown key '{}' (did you mean '{known}'?)", path.display(), shown(key))
+                }
+                None => write!(f, "{}:{line}: unknown key '{}'", path.display(), shown(key)),
             },
             FileError::Value { path, line, key, message } => {
                 write!(f, "{}:{line}: key '{key}': {message}", path.display())
@@ -838,6 +842,14 @@ mod tests {
         bad_at("N: 3", 1, "N", "unknown key 'N'");
         assert_eq!(bad("workers: 3").to_string(), "t.yaml:1: unknown key 'workers' (did you mean 'worker'?)");
         assert_eq!(bad("colour: red").to_string(), "t.yaml:1: unknown key 'colour'");
+    }
+
+    /// A complex key (`? ...`) may span lines; the message stays one line. Found by the
+    /// `config_file` fuzz target (issue 13).
+    #[test]
+    fn an_unknown_key_over_two_lines_is_shown_on_one() {
+        let e = bad("? port+x# a\n\n  y\n: 8808\n");
+        assert!(e.to_string().contains(r"unknown key 'port+x# a\ny'"), "{e}");
     }
 
     #[test]

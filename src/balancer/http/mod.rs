@@ -96,7 +96,8 @@ pub fn reply_complete(buf: &[u8]) -> bool {
     let Some(end) = head_end(buf) else { return false };
     let Ok(head) = std::str::from_utf8(&buf[..end]) else { return true };
     match header(head, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-        Some(len) => buf.len() >= end + len,
+        // Not `end + len`: a Content-Length near usize::MAX would overflow it.
+        Some(len) => buf.len() - end >= len,
         None => false,
     }
 }
@@ -221,6 +222,15 @@ mod tests {
         assert!(!reply_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n3\n1"));
         assert!(reply_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n3\n17"));
         assert!(!reply_complete(b"HTTP/1.1 200 OK\r\n\r\n3\n17"));
+    }
+
+    /// A Content-Length near `usize::MAX` overflowed `end + len` (a panic with overflow
+    /// checks, a wrong "complete" without). Found by the `probe_reply` fuzz target (issue 13).
+    #[test]
+    fn a_huge_content_length_is_never_complete() {
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n3\n17";
+        assert!(!reply_complete(reply));
+        assert!(parse_health(reply).is_err());
     }
 
     #[test]
