@@ -9,8 +9,12 @@
 #   scripts/fuzz.sh --asan ...           build with AddressSanitizer (slower; see DESIGN.md)
 #   scripts/fuzz.sh --no-build ...       run what was built last
 #
-# cargo-fuzz passes nightly-only flags to rustc (-Zsanitizer, sancov passes); on the stable
-# toolchain they are let through with RUSTC_BOOTSTRAP=1, set here for the build only.
+# The default build has no sanitizer (--sanitizer none): the parsers are safe Rust, so what a
+# fuzzer can find in them is a panic (debug assertions on: an overflow is one too), a hang or
+# runaway memory, and the coverage flags cargo-fuzz passes for that are stable. --asan adds
+# AddressSanitizer, which cargo-fuzz asks for with the nightly-only -Zsanitizer=address; on the
+# stable toolchain RUSTC_BOOTSTRAP=1 lets it through. It is set here for every build, so the
+# two builds share one set of flags and the stable toolchain is enough for both.
 # Each target runs on a scratch copy of its committed corpus (fuzz/corpus/TARGET), so a run
 # never changes the tree; a crash is written to fuzz/artifacts/TARGET/ and named in the
 # output. It prints one line per target: executions, seconds, corpus size at the end.
@@ -26,7 +30,7 @@ seconds=""
 sanitizer=none
 build=1
 chosen=()
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: --runs needs a positive count" >&2; exit 2; }
