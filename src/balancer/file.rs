@@ -62,9 +62,13 @@ impl fmt::Display for FileError {
         match self {
             FileError::Read { path, source } => write!(f, "{}: cannot read: {source}", path.display()),
             FileError::Syntax { path, line, message } => write!(f, "{}:{line}: {message}", path.display()),
+            // The key is the file's text, and a complex key (`? ...`) may span lines: shown
+            // escaped and cut, so the message stays one line.
             FileError::UnknownKey { path, line, key } => match closest_key(key) {
-                Some(known) => write!(f, "{}:{line}: unknown key '{key}' (did you mean '{known}'?)", path.display()),
-                None => write!(f, "{}:{line}: unknown key '{key}'", path.display()),
+                Some(known) => {
+                    write!(f, "{}:{line}: unknown key '{}' (did you mean '{known}'?)", path.display(), shown(key))
+                }
+                None => write!(f, "{}:{line}: unknown key '{}'", path.display(), shown(key)),
             },
             FileError::Value { path, line, key, message } => {
                 write!(f, "{}:{line}: key '{key}': {message}", path.display())
@@ -346,11 +350,21 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn err(&self, key: &str, node: &Spanned<Node>, message: impl Into<String>) -> FileError {
+        // Messages echo the file's words, and a word may span lines (a quoted "\n", a folded
+        // scalar): control characters are escaped so that the error stays one line.
+        let mut one_line = String::new();
+        for ch in message.into().chars() {
+            if ch.is_control() {
+                one_line.extend(ch.escape_default());
+            } else {
+                one_line.push(ch);
+            }
+        }
         FileError::Value {
             path: self.path.to_path_buf(),
             line: node.referenced.line(),
             key: key.to_string(),
-            message: message.into(),
+            message: one_line,
         }
     }
 
@@ -838,6 +852,32 @@ mod tests {
         bad_at("N: 3", 1, "N", "unknown key 'N'");
         assert_eq!(bad("workers: 3").to_string(), "t.yaml:1: unknown key 'workers' (did you mean 'worker'?)");
         assert_eq!(bad("colour: red").to_string(), "t.yaml:1: unknown key 'colour'");
+    }
+
+    /// A value may span lines too (a quoted "\n", a folded plain scalar); every message that
+    /// echoes it stays one line. Found by the `config_file` fuzz target (issue 13).
+    #[test]
+    fn a_value_over_two_lines_is_shown_on_one() {
+        for text in [
+            "mode: \"a\\nb\"",
+            "balance: \"a\\rb\"",
+            "host: \"a\\nb\"",
+            "admin: \"a\\nb\"",
+            "servers: [\"a\\nb\"]",
+            "weights:\n  \"a\\nb\": 2",
+            "shared-limit: redis://a\n\n  b:1",
+            "shared-name: \"a\\nb\"",
+        ] {
+            bad(text);
+        }
+    }
+
+    /// A complex key (`? ...`) may span lines; the message stays one line. Found by the
+    /// `config_file` fuzz target (issue 13).
+    #[test]
+    fn an_unknown_key_over_two_lines_is_shown_on_one() {
+        let e = bad("? port+x# a\n\n  y\n: 8808\n");
+        assert!(e.to_string().contains(r"unknown key 'port+x# a\ny'"), "{e}");
     }
 
     #[test]

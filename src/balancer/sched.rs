@@ -411,6 +411,18 @@ impl Dispatcher {
         }
     }
 
+    /// One dispatch decision without blocking and without running a probe round: a ticket if
+    /// a connection can go now, else `None`. Workers use `take`; the property tests (`props`)
+    /// use this to play the idle workers. A dispatch that closes the gate leaves its round to
+    /// the caller (`take` would send it).
+    pub fn try_take(self: &Arc<Self>) -> Option<Ticket> {
+        let mut st = self.state.lock();
+        if st.phase == Phase::Stopped {
+            return None;
+        }
+        self.try_dispatch(&mut st).ok()
+    }
+
     /// One dispatch decision. `Err(Some(t))`: nothing before `t` (a token is due);
     /// `Err(None)`: nothing until something changes.
     fn try_dispatch(self: &Arc<Self>, st: &mut MutexGuard<'_, State>) -> Result<Ticket, Option<Instant>> {
@@ -970,6 +982,9 @@ impl ProbeThread {
         }
     }
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

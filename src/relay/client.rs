@@ -27,6 +27,7 @@ pub enum Phase {
 }
 
 /// What reading the id produced.
+#[derive(Debug, PartialEq, Eq)]
 pub enum IdRead {
     /// No complete line yet.
     Pending,
@@ -95,23 +96,12 @@ impl Client {
             return IdRead::Pending;
         };
         loop {
-            if *len == ID_MAX {
-                return IdRead::Garbage(buf.to_vec());
+            if let Some(done) = id_line(&buf[..*len]) {
+                return done;
             }
             match self.stream.read(&mut buf[*len..]) {
                 Ok(0) => return IdRead::Closed,
-                Ok(n) => {
-                    let start = *len;
-                    *len += n;
-                    if let Some(p) = buf[start..*len].iter().position(|&b| b == b'\n') {
-                        let line = &buf[..start + p];
-                        let digits = line.strip_suffix(b"\r").unwrap_or(line);
-                        return match super::event::number(digits) {
-                            Some(id) => IdRead::Id(id),
-                            None => IdRead::Garbage(digits.to_vec()),
-                        };
-                    }
-                }
+                Ok(n) => *len += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return IdRead::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return IdRead::Closed,
@@ -173,5 +163,40 @@ impl Client {
         }
         self.blocked = false;
         Flush::Done
+    }
+}
+
+/// What the first bytes a client sent say, `received` being all of them so far (at most
+/// `ID_MAX`): `None` while no line end has come and there is room for more; else the id, or
+/// the garbage (the line without its end, or all 32 bytes when no line end came). Apart from
+/// the socket so that it can be fuzzed (`fuzz/`, target `relay_client_id`).
+pub fn id_line(received: &[u8]) -> Option<IdRead> {
+    match received.iter().position(|&b| b == b'\n') {
+        Some(p) => {
+            let line = &received[..p];
+            let digits = line.strip_suffix(b"\r").unwrap_or(line);
+            Some(match super::event::number(digits) {
+                Some(id) => IdRead::Id(id),
+                None => IdRead::Garbage(digits.to_vec()),
+            })
+        }
+        None if received.len() >= ID_MAX => Some(IdRead::Garbage(received.to_vec())),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_lines() {
+        assert_eq!(id_line(b""), None);
+        assert_eq!(id_line(b"123"), None);
+        assert_eq!(id_line(b"123\n"), Some(IdRead::Id(123)));
+        assert_eq!(id_line(b"123\r\nxyz"), Some(IdRead::Id(123)));
+        assert_eq!(id_line(b"12 3\n"), Some(IdRead::Garbage(b"12 3".to_vec())));
+        assert_eq!(id_line(b"\r\n"), Some(IdRead::Garbage(Vec::new())));
+        assert_eq!(id_line(&[b'1'; ID_MAX]), Some(IdRead::Garbage(vec![b'1'; ID_MAX])));
     }
 }

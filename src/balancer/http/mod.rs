@@ -266,6 +266,15 @@ mod tests {
         assert!(!reply_complete(b"HTTP/1.1 200 OK\r\n\r\n3\n17"));
     }
 
+    /// A Content-Length near `usize::MAX` overflowed `end + len` (a panic with overflow
+    /// checks, a wrong "complete" without). Found by the `probe_reply` fuzz target (issue 13).
+    #[test]
+    fn a_huge_content_length_is_never_complete() {
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n3\n17";
+        assert!(!reply_complete(reply));
+        assert!(parse_health(reply).is_err());
+    }
+
     #[test]
     fn requests() {
         let mut raw: &[u8] = b"PUT /rate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n20";
