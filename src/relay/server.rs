@@ -382,6 +382,9 @@ pub struct Relay {
     core: Core,
     /// Accepting resumes then after running out of file descriptors.
     accept_paused_until: Option<Instant>,
+    /// Since when accepts have been failing for want of descriptors, and how many retries
+    /// failed since; None while accepts work. Ends (logged) at the next accept.
+    shortage: Option<(Instant, u64)>,
     /// Set by SIGINT/SIGTERM: the moment the relay exits whatever is still unsent.
     stop_by: Option<Instant>,
     tokens: Vec<Token>,
@@ -428,6 +431,7 @@ impl Relay {
                 notifications: 0,
             },
             accept_paused_until: None,
+            shortage: None,
             stop_by: None,
             tokens: Vec::new(),
             ready: Vec::new(),
@@ -558,12 +562,20 @@ impl Relay {
         }
     }
 
+    /// An accept worked: a shortage of descriptors, if there was one, is over.
+    fn accepted(&mut self) {
+        if let Some((since, retries)) = self.shortage.take() {
+            info!("accepting again after {:?} out of descriptors ({retries} retries)", since.elapsed());
+        }
+    }
+
     /// Accepts every pending client connection; reads the id of each at once if it is there.
     fn accept_clients(&mut self) {
         loop {
             let Some(l) = self.client_listener.as_ref() else { return };
             match l.accept() {
                 Ok((stream, peer)) => {
+                    self.accepted();
                     if let Err(e) = prepare(&stream) {
                         warn!("client: cannot set up connection from {peer}: {e}");
                         continue;
@@ -586,7 +598,20 @@ impl Relay {
     fn accept_failed(&mut self, what: &str, e: io::Error) -> bool {
         match e.raw_os_error() {
             Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
-                warn!("internal: cannot accept a {what} connection: {e}: pausing accepts for {ACCEPT_PAUSE:?}");
+                // Once per episode: a shortage that lasts retries every ACCEPT_PAUSE, and a
+                // line per retry would be ten a second. See: issue #13, relay out of fds.
+                match &mut self.shortage {
+                    Some((_, retries)) => {
+                        *retries += 1;
+                        debug!("internal: still out of descriptors (retry {retries}): {e}");
+                    }
+                    None => {
+                        warn!(
+                            "internal: cannot accept a {what} connection: {e}: pausing accepts,                              retrying every {ACCEPT_PAUSE:?} until a descriptor is free"
+                        );
+                        self.shortage = Some((Instant::now(), 0));
+                    }
+                }
                 self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                 true
             }
@@ -653,6 +678,7 @@ impl Relay {
             let Some(l) = self.event_listener.as_ref() else { return };
             match l.accept() {
                 Ok((stream, peer)) => {
+                    self.accepted();
                     if let Some(s) = &self.source {
                         warn!("source: refused a second source from {peer}: one is connected from {}", s.peer);
                         continue; // dropping the stream closes it

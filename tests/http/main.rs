@@ -10,5 +10,7 @@ mod abandon;
 mod bad;
 mod bounds;
 mod drain;
+mod fd_limit;
 mod framing;
+mod hostile_clients;
 mod reuse;
