@@ -242,6 +242,9 @@ struct Core {
     gap_timeout: Duration,
     /// When the stalled `next` is given up; Some exactly while the window is stalled.
     gap_deadline: Option<Instant>,
+    /// The `next` the deadline was set for: a gap whose `next` has moved on was filled, and
+    /// the gap now stalling the window is a new one with a timer of its own.
+    gap_next: u64,
     /// `--client-buffer`.
     limit: usize,
     delivered: u64,
@@ -365,7 +368,14 @@ impl Core {
             self.gap_deadline = None;
         }
         if self.window.stalled() {
-            self.gap_deadline.get_or_insert(now + self.gap_timeout);
+            // See: issue #13, the relay's long run. Keeping a deadline while `next` moves on
+            // (every read ending mid-batch leaves the window stalled at each round) timed a
+            // gap opened a moment ago from the first stall seconds earlier, and skipped it.
+            let next = self.window.next();
+            if self.gap_deadline.is_none() || self.gap_next != next {
+                self.gap_deadline = Some(now + self.gap_timeout);
+                self.gap_next = next;
+            }
         } else {
             self.gap_deadline = None;
         }
@@ -426,6 +436,7 @@ impl Relay {
                 clients: Clients::default(),
                 gap_timeout: config.gap_timeout,
                 gap_deadline: None,
+                gap_next: 0,
                 limit: config.client_buffer,
                 delivered: 0,
                 notifications: 0,

@@ -123,7 +123,10 @@ fn http_mode_out_of_descriptors_does_not_crash_or_spin() {
         bad.len(),
         &bad[..bad.len().min(5)]
     );
+    assert!(log.contains("no server is blamed"), "300 clients under 64 descriptors: a shortage, logged:\n{log}");
     assert!(!log.contains("is down"), "a server was called down for our own shortage:\n{log}");
+    let shortage_lines = log.lines().filter(|l| l.contains("descriptor") || l.contains("Too many open files")).count();
+    assert!(shortage_lines <= 10, "{shortage_lines} lines about the shortage:\n{log}");
     assert!(!log.contains("panicked"), "{log}");
     // A loop that spins on EMFILE burns a core while clients wait.
     assert!(cpu < wall / 2, "the balancer used {cpu:?} of CPU in {wall:?}:\n{log}");

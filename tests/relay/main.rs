@@ -16,6 +16,7 @@ mod long_run;
 mod order;
 mod reconnect;
 mod restart;
+mod rolling_gaps;
 mod signal;
 mod slow_client;
 mod source_close;

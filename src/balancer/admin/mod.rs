@@ -15,7 +15,8 @@
 //! delays the next one by at most that and never touches the data path. A request refused
 //! before its body was read (a body over 64 KiB) is answered, then the rest of what the client
 //! sends is read and dropped until it stops or the deadline passes, so the client sees the
-//! `400` rather than a reset; so is a served request with bytes left behind it.
+//! `400` rather than a reset. The deadline is one for the whole request: each read waits only
+//! for what is left of it.
 
 pub mod dashboard;
 pub mod metrics;
@@ -64,10 +65,7 @@ impl Admin {
             crate::debug!("admin: write failed: {e}");
         }
         let _ = stream.shutdown(Shutdown::Write); // the client may be gone already
-        // A served request may still have bytes behind it (a chunked body the endpoint does
-        // not read, a pipelined request): they are drained too, or the close resets the
-        // connection under the answer. See: issue #13, hostile admin input.
-        if refused || has_unread(&stream) {
+        if refused {
             linger(&mut stream, deadline);
         }
     }
@@ -146,18 +144,6 @@ impl Read for Until<'_> {
         self.stream.set_read_timeout(Some(left))?;
         self.stream.read(buf)
     }
-}
-
-/// True when bytes the request did not use are already waiting on the socket.
-fn has_unread(stream: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    if stream.set_nonblocking(true).is_err() {
-        return true; // cannot tell: drain, which costs at most the deadline
-    }
-    let waiting = matches!(stream.peek(&mut byte), Ok(n) if n > 0);
-    // Back to blocking for the drain; if that fails the drain ends at its first read.
-    let _ = stream.set_nonblocking(false);
-    waiting
 }
 
 /// Reads and drops what a refused client still sends, until its EOF or `deadline`, so that
