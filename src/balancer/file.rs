@@ -437,11 +437,11 @@ impl Checker<'_> {
         } else {
             match word.rsplit_once(':') {
                 Some((host, p)) if !host.is_empty() => p.parse::<u32>().unwrap_or(0),
-                _ => return Err(self.err(KEY, node, format!("'{}': expected PORT or HOST:PORT", shown(&word)))),
+                _ => return Err(self.err(KEY, node, format!("'{}': expected PORT or HOST:PORT", shown(word)))),
             }
         };
         if !(1..=65535).contains(&port) {
-            return Err(self.err(KEY, node, format!("'{}': port must be 1..65535", shown(&word))));
+            return Err(self.err(KEY, node, format!("'{}': port must be 1..65535", shown(word))));
         }
         Ok(word.to_string())
     }
