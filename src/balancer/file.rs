@@ -89,8 +89,20 @@ impl std::error::Error for FileError {
 /// Reads and parses `path`. Refuses an unreadable file, YAML syntax errors, unknown keys and
 /// bad values, each with its line.
 pub fn load(path: &Path) -> Result<Layer, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| FileError::Read { path: path.to_path_buf(), source })?;
+    let text = String::from_utf8(bytes).map_err(|e| not_utf8(e.as_bytes(), e.utf8_error(), path))?;
     parse(&text, path)
+}
+
+/// A file that is not UTF-8, refused at the line of its first bad byte (`read_to_string` only
+/// said "stream did not contain valid UTF-8", naming no line). See: issue #13, config corpus.
+fn not_utf8(bytes: &[u8], e: std::str::Utf8Error, path: &Path) -> FileError {
+    let at = e.valid_up_to();
+    let before = &bytes[..at];
+    let line = before.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+    let column = at - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+    let message = format!("not UTF-8 text: byte 0x{:02x} at column {column}", bytes[at]);
+    FileError::Syntax { path: path.to_path_buf(), line, message }
 }
 
 /// Parses `text` as the contents of `path` (the path names the file in errors and anchors a
@@ -437,11 +449,11 @@ impl Checker<'_> {
         } else {
             match word.rsplit_once(':') {
                 Some((host, p)) if !host.is_empty() => p.parse::<u32>().unwrap_or(0),
-                _ => return Err(self.err(KEY, node, format!("'{word}': expected PORT or HOST:PORT"))),
+                _ => return Err(self.err(KEY, node, format!("'{}': expected PORT or HOST:PORT", shown(word)))),
             }
         };
         if !(1..=65535).contains(&port) {
-            return Err(self.err(KEY, node, format!("'{word}': port must be 1..65535")));
+            return Err(self.err(KEY, node, format!("'{}': port must be 1..65535", shown(word))));
         }
         Ok(word.to_string())
     }
@@ -463,7 +475,7 @@ impl Checker<'_> {
                 ));
             };
             let cidr = Cidr::parse(text.trim())
-                .ok_or_else(|| self.err(KEY, block, format!("'{text}' is not an address or CIDR block")))?;
+                .ok_or_else(|| self.err(KEY, block, format!("'{}' is not an address or CIDR block", shown(text))))?;
             let w: u32 = self.int(KEY, weight, 1, i128::from(u32::MAX))?;
             out.push((cidr, w));
         }
@@ -487,7 +499,8 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
     }
     if let Some(n) = &raw.host {
         let s = c.string("host", n, "an IP address")?;
-        let ip: IpAddr = s.trim().parse().map_err(|_| c.err("host", n, format!("'{s}' is not an IP address")))?;
+        let ip: IpAddr =
+            s.trim().parse().map_err(|_| c.err("host", n, format!("'{}' is not an IP address", shown(s))))?;
         layer.host = Some(ip);
     }
     if let Some(n) = &raw.servers {
@@ -541,7 +554,7 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
             other => return Err(c.err("admin", n, format!("expected PORT or \"HOST:PORT\", found {}", other.kind()))),
         };
         // Checked here too so that a bad word gets its line; `Config::build` parses it again.
-        parse_admin(&word).map_err(|_| c.err("admin", n, format!("'{word}': expected PORT or HOST:PORT")))?;
+        parse_admin(&word).map_err(|_| c.err("admin", n, format!("'{}': expected PORT or HOST:PORT", shown(&word))))?;
         layer.admin = Some(word);
     }
     if let Some(n) = &raw.client_timeout {
@@ -556,7 +569,8 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
     if let Some(n) = &raw.balance {
         const WHAT: &str = "expected least-loaded, round-robin or least-conn";
         let s = c.string("balance", n, WHAT)?;
-        layer.balance = Some(Balance::parse(s.trim()).ok_or_else(|| c.err("balance", n, format!("'{s}': {WHAT}")))?);
+        layer.balance =
+            Some(Balance::parse(s.trim()).ok_or_else(|| c.err("balance", n, format!("'{}': {WHAT}", shown(s))))?);
     }
     if let Some(n) = &raw.server_speaks_first {
         layer.server_speaks_first = Some(c.bool("server-speaks-first", n)?);
@@ -564,7 +578,7 @@ fn to_layer(raw: RawFile, path: &Path) -> Result<Layer, FileError> {
     if let Some(n) = &raw.mode {
         const WHAT: &str = "expected tcp or http";
         let s = c.string("mode", n, WHAT)?;
-        layer.mode = Some(Mode::parse(s.trim()).ok_or_else(|| c.err("mode", n, format!("'{s}': {WHAT}")))?);
+        layer.mode = Some(Mode::parse(s.trim()).ok_or_else(|| c.err("mode", n, format!("'{}': {WHAT}", shown(s))))?);
     }
     if let Some(n) = &raw.keep_alive_timeout {
         layer.keep_alive_timeout = Some(c.duration("keep-alive-timeout", n)?);

@@ -242,6 +242,9 @@ struct Core {
     gap_timeout: Duration,
     /// When the stalled `next` is given up; Some exactly while the window is stalled.
     gap_deadline: Option<Instant>,
+    /// The `next` the deadline was set for: a gap whose `next` has moved on was filled, and
+    /// the gap now stalling the window is a new one with a timer of its own.
+    gap_next: u64,
     /// `--client-buffer`.
     limit: usize,
     delivered: u64,
@@ -365,7 +368,14 @@ impl Core {
             self.gap_deadline = None;
         }
         if self.window.stalled() {
-            self.gap_deadline.get_or_insert(now + self.gap_timeout);
+            // See: issue #13, the relay's long run. Keeping a deadline while `next` moves on
+            // (every read ending mid-batch leaves the window stalled at each round) timed a
+            // gap opened a moment ago from the first stall seconds earlier, and skipped it.
+            let next = self.window.next();
+            if self.gap_deadline.is_none() || self.gap_next != next {
+                self.gap_deadline = Some(now + self.gap_timeout);
+                self.gap_next = next;
+            }
         } else {
             self.gap_deadline = None;
         }
@@ -382,6 +392,9 @@ pub struct Relay {
     core: Core,
     /// Accepting resumes then after running out of file descriptors.
     accept_paused_until: Option<Instant>,
+    /// Since when accepts have been failing for want of descriptors, and how many retries
+    /// failed since; None while accepts work. Ends (logged) at the next accept.
+    shortage: Option<(Instant, u64)>,
     /// Set by SIGINT/SIGTERM: the moment the relay exits whatever is still unsent.
     stop_by: Option<Instant>,
     tokens: Vec<Token>,
@@ -423,11 +436,13 @@ impl Relay {
                 clients: Clients::default(),
                 gap_timeout: config.gap_timeout,
                 gap_deadline: None,
+                gap_next: 0,
                 limit: config.client_buffer,
                 delivered: 0,
                 notifications: 0,
             },
             accept_paused_until: None,
+            shortage: None,
             stop_by: None,
             tokens: Vec::new(),
             ready: Vec::new(),
@@ -558,12 +573,20 @@ impl Relay {
         }
     }
 
+    /// An accept worked: a shortage of descriptors, if there was one, is over.
+    fn accepted(&mut self) {
+        if let Some((since, retries)) = self.shortage.take() {
+            info!("accepting again after {:?} out of descriptors ({retries} retries)", since.elapsed());
+        }
+    }
+
     /// Accepts every pending client connection; reads the id of each at once if it is there.
     fn accept_clients(&mut self) {
         loop {
             let Some(l) = self.client_listener.as_ref() else { return };
             match l.accept() {
                 Ok((stream, peer)) => {
+                    self.accepted();
                     if let Err(e) = prepare(&stream) {
                         warn!("client: cannot set up connection from {peer}: {e}");
                         continue;
@@ -586,7 +609,20 @@ impl Relay {
     fn accept_failed(&mut self, what: &str, e: io::Error) -> bool {
         match e.raw_os_error() {
             Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
-                warn!("internal: cannot accept a {what} connection: {e}: pausing accepts for {ACCEPT_PAUSE:?}");
+                // Once per episode: a shortage that lasts retries every ACCEPT_PAUSE, and a
+                // line per retry would be ten a second. See: issue #13, relay out of fds.
+                match &mut self.shortage {
+                    Some((_, retries)) => {
+                        *retries += 1;
+                        debug!("internal: still out of descriptors (retry {retries}): {e}");
+                    }
+                    None => {
+                        warn!(
+                            "internal: cannot accept a {what} connection: {e}: pausing accepts,                              retrying every {ACCEPT_PAUSE:?} until a descriptor is free"
+                        );
+                        self.shortage = Some((Instant::now(), 0));
+                    }
+                }
                 self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                 true
             }
@@ -653,6 +689,7 @@ impl Relay {
             let Some(l) = self.event_listener.as_ref() else { return };
             match l.accept() {
                 Ok((stream, peer)) => {
+                    self.accepted();
                     if let Some(s) = &self.source {
                         warn!("source: refused a second source from {peer}: one is connected from {}", s.peer);
                         continue; // dropping the stream closes it

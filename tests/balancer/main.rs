@@ -2,6 +2,8 @@
 //!
 //! Each behaviour is a module; they link once, as one binary (see DESIGN.md, Tests).
 
+#[path = "../support/keepalive.rs"]
+mod keepalive;
 #[path = "../support/util.rs"]
 mod util;
 
@@ -12,6 +14,8 @@ mod failover;
 mod fairness;
 mod fd_limit;
 mod hostile;
+mod hostile_admin;
+mod hostile_clients;
 mod limits;
 mod overload;
 mod pacing;

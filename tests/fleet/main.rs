@@ -18,3 +18,4 @@ mod spawn;
 mod stats;
 mod store;
 mod supervisor;
+mod yaml_corpus;

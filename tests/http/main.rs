@@ -11,5 +11,7 @@ mod bad;
 mod bounds;
 mod drain;
 mod fairness;
+mod fd_limit;
 mod framing;
+mod hostile_clients;
 mod reuse;

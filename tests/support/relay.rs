@@ -38,10 +38,27 @@ pub struct Relay {
 impl Relay {
     /// Starts `eventrelay --event-port 0 --client-port 0 -v ARGS` and waits for both ports.
     pub fn start(args: &[&str]) -> Relay {
+        Self::start_with(Command::new(RELAY), args)
+    }
+
+    /// Like `start`, under `ulimit -n limit` (soft and hard: the relay cannot raise it), in a
+    /// shell that then becomes the relay, so the pid is the relay's.
+    pub fn start_fd_limited(limit: u32, args: &[&str]) -> Relay {
+        let mut c = Command::new("sh");
+        c.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\""), RELAY]);
+        Self::start_with(c, args)
+    }
+
+    /// The relay's process id (for /proc: CPU time, RSS).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn start_with(mut command: Command, args: &[&str]) -> Relay {
         let mut all = vec!["--event-port", "0", "--client-port", "0", "-v"];
         all.extend_from_slice(args);
         let cmd = format!("{RELAY} {}", all.join(" "));
-        let mut child = Command::new(RELAY)
+        let mut child = command
             .args(&all)
             .env_remove("eventListenerPort")
             .env_remove("clientListenerPort")

@@ -15,7 +15,8 @@
 //! delays the next one by at most that and never touches the data path. A request refused
 //! before its body was read (a body over 64 KiB) is answered, then the rest of what the client
 //! sends is read and dropped until it stops or the deadline passes, so the client sees the
-//! `400` rather than a reset.
+//! `400` rather than a reset. The deadline is one for the whole request: each read waits only
+//! for what is left of it.
 
 pub mod dashboard;
 pub mod metrics;
@@ -56,7 +57,7 @@ impl Admin {
         // Timeouts bound a stuck admin client; failing to set them only loses that bound.
         let _ = stream.set_read_timeout(Some(DEADLINE));
         let _ = stream.set_write_timeout(Some(DEADLINE));
-        let (reply, unread) = match http::read_request(&mut stream, deadline) {
+        let (reply, refused) = match http::read_request(&mut Until { stream: &mut stream, deadline }, deadline) {
             Ok(req) => (self.route(&req), false),
             Err(e) => (http::response("400 Bad Request", "text/plain", format!("{e}\n").as_bytes()), true),
         };
@@ -64,7 +65,7 @@ impl Admin {
             crate::debug!("admin: write failed: {e}");
         }
         let _ = stream.shutdown(Shutdown::Write); // the client may be gone already
-        if unread {
+        if refused {
             linger(&mut stream, deadline);
         }
     }
@@ -120,6 +121,28 @@ impl Admin {
             }
             _ => text("404 Not Found", format!("{path}: not found\n")),
         }
+    }
+}
+
+/// The admin client's stream with every read bounded by what is left of the request's
+/// deadline, not by a fresh 2 s each: otherwise a client sending a byte just before each
+/// timeout holds the admin for one more timeout past the deadline. See: issue #13, hostile
+/// admin input.
+struct Until<'a> {
+    stream: &'a mut TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        // Whole milliseconds, at least one: a zero timeout would mean "block forever".
+        let left = Duration::from_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
     }
 }
 
