@@ -12,6 +12,8 @@ mod chaos;
 mod clients;
 mod procfs;
 
+mod drain;
+mod shared;
 mod storm;
 
 use std::sync::{Mutex, MutexGuard};
