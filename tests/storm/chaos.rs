@@ -63,11 +63,15 @@ pub struct Counts {
     pub probes: Vec<u64>,
     /// Connections that carried a client request and are still open.
     pub open_data: usize,
-    /// Replies that could not be written although no fault was applied: the balancer closed
-    /// the connection while the server still owed it a reply.
-    pub broken_writes: u64,
+    /// Replies that could not be written although no fault was applied (the balancer closed
+    /// the connection while the server still owed it a reply): request id and error.
+    pub broken_writes: Vec<(u64, String)>,
     /// Faults applied, by kind.
     pub faults: HashMap<String, u64>,
+    /// When the last client request arrived, and the longest time between two arrivals since
+    /// `reset_gap`: how long dispatch stood still.
+    pub last_arrival: Option<Instant>,
+    pub max_gap: Duration,
 }
 
 /// `Counts` under a mutex, with a condition variable signalled on every change.
@@ -108,6 +112,14 @@ impl Tally {
             c = self.changed.wait_timeout(c, left).unwrap_or_else(|e| e.into_inner()).0;
         }
         true
+    }
+
+    /// Starts measuring the longest gap between arrivals from now.
+    pub fn reset_gap(&self) {
+        self.update(|c| {
+            c.last_arrival = Some(Instant::now());
+            c.max_gap = Duration::ZERO;
+        });
     }
 
     /// Waits for a whole probe round after now: every server answered one more probe.
@@ -202,6 +214,11 @@ struct ConnState {
     crashed: bool,
     /// The request whose reply is owed or being written.
     current: Option<u64>,
+    /// The request whose reply was written last: written into the socket's send buffer, not
+    /// necessarily read by the balancer yet, so a reset would still cut it. It has all been
+    /// read once the next request arrives (the balancer sends one request at a time on a
+    /// connection, after the whole reply to the one before).
+    last: Option<u64>,
     /// `current` is counted in `working`.
     working: bool,
     /// `current` is counted in `stalled`.
@@ -213,16 +230,15 @@ impl Conn {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The crash, for this connection: its request is cut (recorded first), its counts
+    /// The crash, for this connection: its request is cut (recorded first; so is the reply
+    /// written last, which the reset may destroy in the send buffer), its counts
     /// dropped, and the socket set to reset when its last descriptor closes. `SHUT_RD` wakes
     /// the serving thread (its read returns 0) without sending anything; that thread closes.
     fn crash(&self, tally: &Tally) {
         let mut st = self.lock();
         st.crashed = true;
         tally.update(|c| {
-            if let Some(id) = st.current {
-                c.cut.insert(id);
-            }
+            c.cut.extend(st.current.iter().chain(&st.last));
             if std::mem::take(&mut st.working) {
                 c.working -= 1;
             }
@@ -420,8 +436,14 @@ impl Server {
                     return data;
                 }
                 st.current = Some(id);
+                st.last = None;
                 self.tally.update(|c| {
                     c.requests += 1;
+                    let now = Instant::now();
+                    if let Some(t) = c.last_arrival {
+                        c.max_gap = c.max_gap.max(now - t);
+                    }
+                    c.last_arrival = Some(now);
                     if matches!(fault, Fault::Stall | Fault::Crashed) {
                         st.stalled = true;
                         c.stalled += 1;
@@ -466,10 +488,13 @@ impl Server {
                 let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
                 return data;
             }
-            if !self.write_reply(&mut s, conn, &bytes) {
+            if !self.write_reply(&mut s, conn, id, &bytes) {
                 return data;
             }
-            conn.lock().current = None;
+            {
+                let mut st = conn.lock();
+                st.last = st.current.take();
+            }
             if req.close {
                 let _ = s.shutdown(Shutdown::Write); // the reply is out; the peer may be gone
                 hold(&mut s);
@@ -480,7 +505,7 @@ impl Server {
 
     /// Writes a reply in pieces, looking for a crash between them; a long one pauses once in
     /// the middle, so that crashes also land mid-body. False if it did not get out whole.
-    fn write_reply(&self, s: &mut TcpStream, conn: &Conn, bytes: &[u8]) -> bool {
+    fn write_reply(&self, s: &mut TcpStream, conn: &Conn, id: u64, bytes: &[u8]) -> bool {
         let half = bytes.len() / 2;
         let mut at = 0;
         while at < bytes.len() {
@@ -491,9 +516,10 @@ impl Server {
             if at < half && end >= half && bytes.len() > 32 * 1024 {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            if s.write_all(&bytes[at..end]).is_err() {
+            if let Err(e) = s.write_all(&bytes[at..end]) {
                 if !conn.lock().crashed && self.fault() != Fault::Crashed {
-                    self.tally.update(|c| c.broken_writes += 1);
+                    let what = format!("s{}: {e} after {at} of {} bytes", self.digit as char, bytes.len());
+                    self.tally.update(|c| c.broken_writes.push((id, what)));
                 }
                 return false;
             }

@@ -327,7 +327,8 @@ fn client(sh: &Shared, habit: Habit) {
             Outcome::Cut => o.cut.fetch_add(1, Ordering::Relaxed),
             Outcome::Empty(why) | Outcome::Fail(why) => {
                 let on = if fresh { "a new connection" } else { "a kept connection" };
-                o.fail(format!("request {id} on {on} ({:?}, {}): {why}", habit, sh.mode.name()));
+                let me = s.local_addr().map_or_else(|_| "?".into(), |a| a.to_string());
+                o.fail(format!("request {id} on {on} from {me} ({:?}, {}): {why}", habit, sh.mode.name()));
                 0
             }
         };

@@ -66,7 +66,11 @@ fn sigterm_mid_storm(mode: Mode) {
     let allowed = o.ok.load(Ordering::Relaxed) + o.e503.load(Ordering::Relaxed) + o.not_taken.load(Ordering::Relaxed);
     assert_eq!(allowed, o.total(), "only replies, 503s and requests not taken: {}", o.line());
     assert!(counts.cut.is_empty(), "no server cut anything here");
-    assert_eq!(counts.broken_writes, 0, "the balancer closed a server connection while it owed a reply");
+    assert!(
+        counts.broken_writes.is_empty(),
+        "the balancer closed a server connection while it owed a reply: {:?}",
+        counts.broken_writes
+    );
     assert_eq!(parked.1, 0, "a parked keep-alive connection was reset at the drain");
     assert!(counts.max_working <= 8, "the servers saw {} at once", counts.max_working);
 }

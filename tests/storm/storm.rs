@@ -39,8 +39,9 @@ pub struct Plan {
     pub faults: Vec<Fault>,
     /// Print a line of figures this often (the soak); `None`: only at the end.
     pub report: Option<Duration>,
-    /// The balancer logs warnings and errors only (a long run would pile up its lines).
-    pub quiet: bool,
+    /// Keep only the last lines of the balancer's log at each report (a long run would pile
+    /// up millions).
+    pub trim_log: bool,
     /// At least this many requests must have been made (the storm was one).
     pub min_requests: u64,
 }
@@ -57,7 +58,7 @@ impl Plan {
             tick: Duration::from_millis(500),
             faults: faults_from_env(),
             report: None,
-            quiet: false,
+            trim_log: false,
             min_requests: 1000,
         }
     }
@@ -91,9 +92,6 @@ fn args(plan: &Plan) -> Vec<String> {
         a.extend(["--mode", "http", "--server-idle-timeout", "1s", "--keep-alive-timeout"].map(String::from));
         a.push(long);
     }
-    if plan.quiet {
-        a.push("-q".into());
-    }
     a
 }
 
@@ -101,6 +99,23 @@ fn args(plan: &Plan) -> Vec<String> {
 fn tail(lb: &Lb, n: usize) -> String {
     let log = lb.proc.log.lock().unwrap_or_else(|e| e.into_inner());
     log[log.len().saturating_sub(n)..].join("\n")
+}
+
+/// The balancer's log lines that name a client address found in `failures` (`from ADDR`).
+fn about(lb: &Lb, failures: &[String]) -> String {
+    let addrs: Vec<&str> = failures
+        .iter()
+        .filter_map(|f| f.split(" from ").nth(1)?.split_whitespace().next())
+        .filter(|a| *a != "?")
+        .collect();
+    let log = lb.proc.log.lock().unwrap_or_else(|e| e.into_inner());
+    log.iter()
+        .filter(|l| {
+            addrs.iter().any(|a| l.contains(&format!("{a}:")) || l.ends_with(a) || l.contains(&format!("{a})")))
+        })
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The balancer's log lines by kind (addresses and numbers blanked), most frequent first.
@@ -165,7 +180,11 @@ pub fn run(plan: &Plan) {
     let sh = Shared::new(lb.port, plan.mode, &fleet.tally);
 
     warm_up(&sh, &fleet, 300);
+    // The idle connections once before the baseline too, so that it holds the memory their
+    // bookkeeping takes at its peak: what must not grow is what a storm leaves behind.
+    drop(Idle::open(&sh, plan.idle));
     wait_quiet(&fleet, &lb);
+    settled(&lb, &procfs::look(pid));
     let base = procfs::look(pid);
     eprintln!("[{name}] descriptors after warm-up: {}", procfs::fd_kinds(pid));
     let warm = sh.outcomes.total();
@@ -176,6 +195,7 @@ pub fn run(plan: &Plan) {
     let load = Load::start(&sh, plan.fresh, plan.keep);
     let (stop_chaos, stop_rx) = std::sync::mpsc::channel();
     let chaos = chaos::chaos(&fleet, plan.tick, &plan.faults, stop_rx);
+    fleet.tally.reset_gap();
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs(plan.seconds);
     let (mut last_t, mut last_n) = (t0, sh.outcomes.total());
@@ -192,14 +212,18 @@ pub fn run(plan: &Plan) {
             let rate = (n - last_n) as f64 / (now - last_t).as_secs_f64();
             let c = fleet.tally.snapshot();
             eprintln!(
-                "[{name} {:>4}s] {:.0} req/s; {}; max in progress {}; balancer {}",
+                "[{name} {:>4}s] {:.0} req/s; {}; max in progress {}; longest dispatch gap {:.1}s; balancer {}",
                 t0.elapsed().as_secs(),
                 rate,
                 sh.outcomes.line(),
                 c.max_working,
+                c.max_gap.as_secs_f64(),
                 procfs::look(pid)
             );
             (last_t, last_n) = (now, n);
+            if plan.trim_log {
+                lb.proc.forget_lines(2000);
+            }
         }
     }
     drop(stop_chaos);
@@ -211,7 +235,8 @@ pub fn run(plan: &Plan) {
     let storm = o.total() - warm;
     eprintln!(
         "[{name}] storm: {storm} requests in {:.1}s ({:.0}/s), {applied} faults {:?}\n[{name}] {}\n[{name}] the servers \
-         saw {} requests, at most {} in progress (limit {N}; {} counting stalled ones), {} cut",
+         saw {} requests, at most {} in progress (limit {N}; {} counting stalled ones), {} cut, {} broken \
+         writes; longest time without a request reaching a server: {:.2}s",
         took.as_secs_f64(),
         storm as f64 / took.as_secs_f64(),
         counts.faults,
@@ -219,22 +244,24 @@ pub fn run(plan: &Plan) {
         counts.requests,
         counts.max_working,
         counts.max_held,
-        counts.cut.len()
+        counts.cut.len(),
+        counts.broken_writes.len(),
+        counts.max_gap.as_secs_f64()
     );
 
     eprintln!("[{name}] the balancer's log, by kind:\n{}", log_kinds(&lb));
 
-    // Idle connections sat through it, open, and the parked ones still work.
+    // Idle connections sat through it, open.
     assert_eq!(idle.closed(), 0, "idle connections were closed during the storm\n{}", tail(&lb, 40));
-    let used = idle.use_parked(&sh, 20);
     assert!(lb.proc.log.lock().unwrap().iter().all(|l| !l.contains("panicked")), "{}", tail(&lb, 60));
     let failures = o.failures();
     assert!(
         failures.is_empty(),
-        "{} failed:\n{}\nbalancer log:\n{}",
+        "{} failed:\n{}\nthe servers' broken writes: {:?}\nthe balancer's lines about these clients:\n{}",
         o.failed.load(Ordering::Relaxed),
         failures.join("\n"),
-        tail(&lb, 80)
+        counts.broken_writes,
+        about(&lb, &failures)
     );
     assert!(counts.max_working <= N, "the servers worked on {} requests at once (limit {N})", counts.max_working);
     assert!(
@@ -243,13 +270,15 @@ pub fn run(plan: &Plan) {
         counts.max_working
     );
     assert!(storm >= plan.min_requests, "only {storm} requests in the storm");
-    assert_eq!(counts.broken_writes, 0, "the balancer closed server connections mid-reply");
-    if plan.mode == Mode::Http {
-        assert_eq!(used, 20.min(idle.parked.len()), "parked connections should still be served");
-    }
+    assert!(
+        counts.broken_writes.is_empty(),
+        "the balancer closed server connections mid-reply: {:?}",
+        counts.broken_writes
+    );
 
-    // Idle: the pool's connections expire, a probe round comes (the next is 5 s later), and
-    // over the second after it the balancer, with its idle connections still open, uses no CPU.
+    // Idle: the pool's connections expire, a probe round comes (the next is 5 s later; this one
+    // also brings the healed servers back up), and over the second after it the balancer, with
+    // its idle connections still open, uses no CPU.
     wait_quiet(&fleet, &lb);
     assert!(fleet.tally.wait_probe_round(Duration::from_secs(10)), "no probe round after the storm");
     let a = procfs::look(pid);
@@ -258,6 +287,12 @@ pub fn run(plan: &Plan) {
     let cpu = b.cpu_ticks - a.cpu_ticks;
     eprintln!("[{name}] idle for 1 s with {} idle connections: {cpu} tick(s) of CPU; {b}", idle.len());
     assert!(cpu <= 1, "the balancer used {cpu} ticks of CPU in 1 s of idleness");
+
+    // The parked ones still work. After the probe round: until a healed server is probed
+    // again the balancer holds it down, and right after the storm it may hold all of them
+    // down (each request would get the 500).
+    let used = idle.use_parked(&sh, 20);
+    assert_eq!(used, 20.min(idle.parked.len()), "parked connections should still be served: {:?}", o.failures());
 
     // The idle clients leave: descriptors and memory come back.
     drop(idle);
@@ -309,7 +344,7 @@ fn soak() {
         plan.seconds = env("STORM_SECONDS", 600);
         plan.idle = env("STORM_IDLE", 5000) as usize;
         plan.report = Some(Duration::from_secs(env("STORM_REPORT_SECONDS", 10)));
-        plan.quiet = true;
+        plan.trim_log = true;
         plan.min_requests = plan.seconds * 10;
         run(&plan);
     }
