@@ -155,10 +155,10 @@ fn wait_quiet(fleet: &Fleet, lb: &Lb) {
 
 /// A look at the balancer once it has closed what its clients closed. It does that on its
 /// accepting thread, with no event a test can see; one request through it (a full trip round
-/// that thread's loop) is the event waited for, at most 20 times.
+/// that thread's loop) is the event waited for, at most 200 times.
 fn settled(lb: &Lb, base: &Look) -> Look {
     let mut l = procfs::look(lb.proc.pid);
-    for _ in 0..20 {
+    for _ in 0..200 {
         if l.fds <= base.fds + FD_SLACK {
             break;
         }
@@ -182,10 +182,11 @@ pub fn run(plan: &Plan) {
     warm_up(&sh, &fleet, 300);
     // The idle connections once before the baseline too, so that it holds the memory their
     // bookkeeping takes at its peak: what must not grow is what a storm leaves behind.
+    wait_quiet(&fleet, &lb);
+    let before = procfs::look(pid);
     drop(Idle::open(&sh, plan.idle));
     wait_quiet(&fleet, &lb);
-    settled(&lb, &procfs::look(pid));
-    let base = procfs::look(pid);
+    let base = settled(&lb, &before);
     eprintln!("[{name}] descriptors after warm-up: {}", procfs::fd_kinds(pid));
     let warm = sh.outcomes.total();
     let mut idle = Idle::open(&sh, plan.idle);
