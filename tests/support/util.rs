@@ -96,6 +96,15 @@ impl Proc {
         }
     }
 
+    /// Forgets all but the last `keep` lines of the log, and every line not yet waited for:
+    /// a long run (`scripts/soak.sh`) would otherwise keep every line it ever logged.
+    pub fn forget_lines(&self, keep: usize) {
+        while self.lines.try_recv().is_ok() {}
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let drop = log.len().saturating_sub(keep);
+        log.drain(..drop);
+    }
+
     /// The exit status if the process has exited by now.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
