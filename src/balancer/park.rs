@@ -172,6 +172,17 @@ impl Lot {
             q.push_back((p.deadline, p.token));
         }
         self.lot.insert(p.token, p);
+        // Entries of connections that moved on leave a queue only at its front, so one
+        // long-lived connection there would keep every later one: sweep them once a queue
+        // holds far more entries than there are parked connections. See: issue 13 (the storm
+        // measured RSS growing with requests served).
+        let live = 2 * self.lot.len() + 1024;
+        for q in [&mut self.idle, &mut self.reading] {
+            if q.len() > live {
+                let lot = &self.lot;
+                q.retain(|(due, tok)| lot.get(tok).is_some_and(|p| p.deadline == *due));
+            }
+        }
         Turn::Parked
     }
 
