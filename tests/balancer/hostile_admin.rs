@@ -130,7 +130,8 @@ fn hostile_admin_requests_get_400_or_a_clean_close_and_change_nothing() {
         ("PATCH /rate", with("PATCH", "/rate", b"10"), Then::Silence, 405),
         ("POST /limit", with("POST", "/limit", b"1"), Then::Silence, 405),
         ("BREW /status", b"BREW /status HTTP/1.1\r\n\r\n".to_vec(), Then::Silence, 405),
-        ("a method of noise", b"\x01\x02\x03 /status HTTP/1.1\r\n\r\n".to_vec(), Then::Close, 405),
+        // Not a token: httparse refuses the head (a 405 would mean we read it as a method).
+        ("a method of noise", b"\x01\x02\x03 /status HTTP/1.1\r\n\r\n".to_vec(), Then::Close, 400),
         ("PUT to an unknown path", put("/limits", b"1"), Then::Silence, 404),
         ("GET with a body left unread", b"GET /status HTTP/1.1\r\n\r\nleft over".to_vec(), Then::Silence, 200),
     ];

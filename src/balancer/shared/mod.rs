@@ -39,13 +39,8 @@ pub mod share;
 pub use settings::Settings;
 
 use crate::balancer::sched::{Dispatcher, ShareCap};
-/// A JSON string literal (quotes included), as serde_json writes it.
-fn json_string(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
-}
 use lease::{Answer, Peer, Report, Store};
 use parking_lot::{Condvar, Mutex};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -106,35 +101,53 @@ pub struct View {
 }
 
 impl View {
-    /// The `shared` object of `/status`.
+    /// The `shared` object of `/status`, written with serde like the rest of the document.
     pub fn json(&self) -> String {
-        let mut out = format!(
-            "{{\"name\":{},\"id\":{},\"redis\":{},\"share\":{},\"state\":{},\"lease_left_ms\":{},\
-             \"renewals\":{},\"failures\":{},\"instances\":[",
-            json_string(&self.name),
-            json_string(&self.id),
-            json_string(&self.redis),
-            self.share,
-            json_string(self.state.name()),
-            self.lease_left.as_millis(),
-            self.renewals,
-            self.failures,
-        );
-        for (i, p) in self.instances.iter().enumerate() {
-            let _ = write!(
-                out,
-                "{}{{\"id\":{},\"share\":{},\"held\":{},\"demand\":{},\"expired\":{},\"self\":{}}}",
-                if i > 0 { "," } else { "" },
-                json_string(&p.id),
-                p.share,
-                p.held,
-                p.demand,
-                p.expired,
-                p.me,
-            );
+        #[derive(serde::Serialize)]
+        struct Instance<'a> {
+            id: &'a str,
+            share: usize,
+            held: usize,
+            demand: usize,
+            expired: bool,
+            #[serde(rename = "self")]
+            me: bool,
         }
-        out.push_str("]}");
-        out
+        #[derive(serde::Serialize)]
+        struct Shared<'a> {
+            name: &'a str,
+            id: &'a str,
+            redis: &'a str,
+            share: usize,
+            state: &'a str,
+            lease_left_ms: u128,
+            renewals: u64,
+            failures: u64,
+            instances: Vec<Instance<'a>>,
+        }
+        let doc = Shared {
+            name: &self.name,
+            id: &self.id,
+            redis: &self.redis,
+            share: self.share,
+            state: self.state.name(),
+            lease_left_ms: self.lease_left.as_millis(),
+            renewals: self.renewals,
+            failures: self.failures,
+            instances: self
+                .instances
+                .iter()
+                .map(|p| Instance {
+                    id: &p.id,
+                    share: p.share,
+                    held: p.held,
+                    demand: p.demand,
+                    expired: p.expired,
+                    me: p.me,
+                })
+                .collect(),
+        };
+        crate::common::json::to_string(&doc)
     }
 }
 
