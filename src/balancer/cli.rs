@@ -92,7 +92,8 @@ fn options() -> Options {
 
 pub fn help() -> String {
     options().usage(&format!(
-        "{USAGE}\n\nBridges each client TCP connection to a healthy server: the least-loaded one unless\n\
+        "{USAGE}\n\nBridges each client connection (--mode tcp, the default) or forwards each HTTP request\n\
+         (--mode http) to a healthy server: the least-loaded one unless\n\
          --balance says otherwise. PORT is the listening port; a SERVER is a port on 127.0.0.1 or\n\
          HOST:PORT (a name is resolved at startup and again on SIGHUP). A setting flag has a config-file\n\
          key of its name without the dashes (connections for -N, probe-every for -R, weights for\n\
