@@ -446,7 +446,15 @@ impl Dispatcher {
         let closed_gate = st.gate.dispatched(every);
         let server = match choice {
             Choice::Server(i) => Some(reserve(st, i)),
-            _ => None,
+            _ => {
+                // No server is up, so no gating round runs: without this a server that came
+                // back would wait for the 5 s probe timer while every client got the 500. A
+                // client asks for a recovery round (one at a time). See: issue 13 (the storm).
+                if st.recovery.ask() {
+                    self.health.notify_one();
+                }
+                None
+            }
         };
         let (addr, stats) = match server {
             Some(i) => (Some(st.servers[i].addr), Some(Arc::clone(&st.servers[i].stats))),

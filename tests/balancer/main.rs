@@ -9,6 +9,7 @@ mod util;
 
 mod check;
 mod cli;
+mod comeback;
 mod drain;
 mod failover;
 mod fairness;
