@@ -514,6 +514,8 @@ impl Server {
             }
             let end = (at + 16 * 1024).min(bytes.len());
             if at < half && end >= half && bytes.len() > 32 * 1024 {
+                // Pacing, not a wait: the reply goes out in two bursts, so a reset fault can
+                // land between them (mid-body), as on a real server under load.
                 std::thread::sleep(Duration::from_millis(1));
             }
             if let Err(e) = s.write_all(&bytes[at..end]) {

@@ -19,6 +19,9 @@
 //! A second property checks shares over time: while every class stays busy and slots turn
 //! over (completions in any order, the limit raised), each class holds its weighted share of
 //! the slots within one request: `(held_a - 1) / w_a <= held_b / w_b` for every pair.
+//!
+//! Test code only (`#[cfg(test)]`): its `unwrap`s are on set-up that cannot fail here (a
+//! literal CIDR, a valid config, a loopback socket), and a failure would fail the test.
 
 use super::*;
 use crate::balancer::config::{Cidr, Layer};
