@@ -67,8 +67,12 @@ fn reply_head(buf: &[u8]) -> Result<Option<ReplyHead>, ()> {
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = std::str::from_utf8(h.value).ok().map(str::trim);
-            head.length =
-                Some(v.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse().ok()));
+            let len = v.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse().ok());
+            // Two lengths that disagree are no length at all (RFC 9112 §6.3).
+            head.length = match head.length {
+                Some(earlier) if earlier != len => Some(None),
+                _ => Some(len),
+            };
         } else if h.name.eq_ignore_ascii_case("connection") {
             for t in h.value.split(|b| *b == b',') {
                 head.close |= t.trim_ascii().eq_ignore_ascii_case(b"close");
@@ -187,14 +191,19 @@ pub fn read_request(stream: &mut impl Read, deadline: Instant) -> io::Result<Req
         _ => return Err(bad("malformed request head")),
     }
     let (method, path) = (req.method.unwrap_or("").to_string(), req.path.unwrap_or("").to_string());
-    let mut len = 0usize;
+    let mut length = None;
     for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
         let v = std::str::from_utf8(h.value).map_err(|_| bad("bad Content-Length"))?.trim();
         if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad("bad Content-Length"));
         }
-        len = v.parse::<usize>().map_err(|_| bad("body too large"))?;
+        let len = v.parse::<usize>().map_err(|_| bad("body too large"))?;
+        if length.is_some_and(|l| l != len) {
+            return Err(bad("conflicting Content-Length"));
+        }
+        length = Some(len);
     }
+    let len = length.unwrap_or(0);
     if len > 64 * 1024 {
         return Err(bad("body too large"));
     }
@@ -280,5 +289,19 @@ mod tests {
         let mut raw: &[u8] = b"PUT /rate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n20";
         let r = read_request(&mut raw, Instant::now() + std::time::Duration::from_secs(1)).unwrap();
         assert_eq!((r.method.as_str(), r.path.as_str(), r.body.as_slice()), ("PUT", "/rate", &b"20"[..]));
+    }
+
+    /// Two Content-Lengths that disagree: the admin refuses the request, and a probe reply
+    /// with them is down (the last one used to win, unlike any other reader's choice).
+    #[test]
+    fn conflicting_lengths_are_refused() {
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        let mut raw: &[u8] = b"PUT /rate HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n20";
+        assert!(read_request(&mut raw, deadline).is_err());
+        let mut same: &[u8] = b"PUT /rate HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n20";
+        assert_eq!(read_request(&mut same, deadline).unwrap().body, b"20");
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Length: 4\r\n\r\n3\n17";
+        assert!(parse_health(reply).is_err());
+        assert!(reply_complete(reply));
     }
 }
