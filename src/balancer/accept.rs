@@ -43,18 +43,17 @@ use std::time::{Duration, Instant};
 /// How long an answered socket is drained before it is closed regardless.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Sockets handed to the accepting thread by other threads: answered ones to linger and close,
-/// and (http mode) keep-alive clients to park until their next request.
+/// Sockets handed to the accepting thread by other threads, answered or done, to linger and
+/// close.
 #[derive(Debug)]
 pub struct Closer {
     handed: Mutex<Vec<TcpStream>>,
-    parked: Mutex<Vec<(TcpStream, SocketAddr, Vec<u8>)>>,
     waker: Arc<Waker>,
 }
 
 impl Closer {
     pub fn new(waker: Arc<Waker>) -> Closer {
-        Closer { handed: Mutex::new(Vec::new()), parked: Mutex::new(Vec::new()), waker }
+        Closer { handed: Mutex::new(Vec::new()), waker }
     }
 
     /// Closes a client whose exchange is over, cleanly: its write side is shut now, and the
@@ -65,16 +64,6 @@ impl Closer {
         let _ = client.shutdown(Shutdown::Write);
         self.handed.lock().push(client);
         self.waker.wake();
-    }
-
-    /// Hands back a client whose response is complete, with what it sent of its next request.
-    pub fn park(&self, client: TcpStream, peer: SocketAddr, next: Vec<u8>) {
-        self.parked.lock().push((client, peer, next));
-        self.waker.wake();
-    }
-
-    fn take_parked(&self) -> Vec<(TcpStream, SocketAddr, Vec<u8>)> {
-        std::mem::take(&mut *self.parked.lock())
     }
 
     /// Writes a final answer, shuts the write side, and hands the socket over to linger.
@@ -108,8 +97,8 @@ struct Waiting {
 
 pub struct Acceptor {
     pub listeners: Vec<TcpListener>,
-    /// Client connections between requests (http mode).
-    pub lot: Lot,
+    /// Client connections between requests (http mode), shared with the workers.
+    pub lot: Arc<Lot>,
     pub dispatcher: Arc<Dispatcher>,
     pub closer: Arc<Closer>,
     pub waker: Arc<Waker>,
@@ -148,6 +137,7 @@ impl Acceptor {
             if self.signals.reload.swap(false, Ordering::Relaxed) {
                 (self.on_reload)();
                 config = self.dispatcher.config();
+                self.lot.set_timeouts(park_timeouts(&config));
             }
             if drain_deadline.is_none() && self.signals.terminate.load(Ordering::Relaxed) {
                 let drain = config.drain_timeout;
@@ -180,7 +170,6 @@ impl Acceptor {
                 alive
             });
             lingering.retain(|w| w.deadline > now);
-            let park_t = park_timeouts(&config);
             let next_parked = self.lot.expire(now);
             let next_idle_conn = self.dispatcher.reuse.expire(now);
             let (expired, next_expiry) = self.dispatcher.expire(now);
@@ -264,16 +253,9 @@ impl Acceptor {
                     stream,
                     deadline: now + LINGER,
                 }));
-                for (stream, peer, next) in self.closer.take_parked() {
-                    if drain_deadline.is_some() {
-                        continue; // draining: a client whose response is done is closed
-                    }
-                    let turn = self.lot.arrive(stream, peer, next, false, &park_t);
-                    self.turn(turn, &mut lingering);
-                }
             }
             if wake[1] {
-                self.watched(&park_t, &mut lingering);
+                self.watched(&mut lingering);
             }
             // Paused: every wake-up is a chance that a descriptor was freed; try once more
             // unless a worker waits for one.
@@ -340,7 +322,7 @@ impl Acceptor {
                     let fd = stream.as_raw_fd() as u64;
                     *tight = fd.saturating_mul(2) >= room;
                     if config.mode == Mode::Http {
-                        let turn = self.lot.arrive(stream, peer, Vec::new(), true, &park_timeouts(config));
+                        let turn = self.lot.arrive(stream, peer, Vec::new(), true);
                         self.turn(turn, lingering);
                     } else if config.server_speaks_first {
                         self.enqueue(stream, peer, lingering);
@@ -396,13 +378,13 @@ impl Acceptor {
 
     /// The watch has events: parked clients that spoke, queued clients that gave up, idle
     /// server connections that their server closed.
-    fn watched(&mut self, park_t: &park::Timeouts, lingering: &mut Vec<Waiting>) {
+    fn watched(&mut self, lingering: &mut Vec<Waiting>) {
         let mut tokens = Vec::new();
         self.dispatcher.watch.ready(&mut tokens);
         for token in tokens {
             match Watch::kind(token) {
                 Kind::Parked => {
-                    let turn = self.lot.ready(token, park_t);
+                    let turn = self.lot.ready(token);
                     self.turn(turn, lingering);
                 }
                 Kind::Queued => {
@@ -418,19 +400,12 @@ impl Acceptor {
 
     fn enqueue(&self, stream: TcpStream, peer: SocketAddr, lingering: &mut Vec<Waiting>) {
         let id = self.dispatcher.watch.token(Kind::Queued);
-        self.enqueue_job(Job { client: stream, peer, id, request: None }, lingering);
+        self.enqueue_job(Job { client: stream, peer, id, request: None, unwatched: false }, lingering);
     }
 
-    /// Pushes a job into the waiting room, watching its client for giving up meanwhile: a
-    /// reset in tcp mode (a byte-stream client may half-close and still wait for its reply), a
-    /// close or a reset in http mode.
     fn enqueue_job(&self, job: Job, lingering: &mut Vec<Waiting>) {
-        let http = job.request.is_some();
-        if let Err(e) = self.dispatcher.watch.arm(&job.client, job.id, false, http) {
-            crate::debug!("client {}: cannot watch it while it waits: {e}", job.peer);
-        }
         let peer = job.peer;
-        match self.dispatcher.push(job) {
+        match self.dispatcher.enqueue(job) {
             Ok(waiting) => crate::debug!("client {peer}: queued, {waiting} waiting"),
             Err(job) => {
                 crate::warn!("client {peer}: waiting room full; answering 503");
@@ -441,7 +416,7 @@ impl Acceptor {
 }
 
 /// The timeouts of parked connections, from the running configuration.
-fn park_timeouts(config: &Config) -> park::Timeouts {
+pub fn park_timeouts(config: &Config) -> park::Timeouts {
     park::Timeouts { idle: config.keep_alive_timeout, request: config.client_timeout }
 }
 

@@ -104,6 +104,12 @@ impl Upstream {
         self.done
     }
 
+    /// The client asked for its connection to close after this response (`Connection: close`,
+    /// or HTTP/1.0 without keep-alive), and sent nothing after its request.
+    pub fn last_of_connection(&self) -> bool {
+        self.done && !self.head.keep_alive && self.next.is_empty()
+    }
+
     fn pending(&self) -> bool {
         self.sent < self.buf.len()
     }

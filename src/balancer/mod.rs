@@ -114,7 +114,8 @@ pub fn run(args: Args) -> Result<(), RunError> {
         None => None,
     };
     let closer = Arc::new(Closer::new(Arc::clone(&waker)));
-    let pool = Arc::new(Pool::new(Arc::clone(&dispatcher), Arc::clone(&closer)));
+    let lot = Arc::new(Lot::new(watch, Arc::clone(&waker), accept::park_timeouts(&config)));
+    let pool = Arc::new(Pool::new(Arc::clone(&dispatcher), Arc::clone(&closer), Arc::clone(&lot)));
     pool.ensure(config.limit).map_err(|e| RunError::Runtime(format!("cannot start worker threads: {e}")))?;
     let probes = ProbeThread { dispatcher: Arc::clone(&dispatcher) };
     spawn("health", move || probes.run())?;
@@ -145,7 +146,6 @@ pub fn run(args: Args) -> Result<(), RunError> {
     );
 
     let reload = reloader(args.layer.clone(), args.config_file.clone(), Arc::clone(&dispatcher), Arc::clone(&pool));
-    let lot = Lot::new(watch);
     Acceptor {
         listeners,
         lot,

@@ -10,7 +10,7 @@
 //!                │  │ idle/slow: closed     │ timeout/full: 503  ▼ to the end        │
 //!                │  ▼                       ▼                   closed               │
 //!                │ closed                 closed                                      │
-//!                └──────────── handed back (keep-alive, maybe with the next bytes) ◄──┘
+//!                └────────── parked again by the worker (keep-alive, maybe with the next bytes) ◄──┘
 //! ```
 //!
 //! - *parked*: the connection is in `lot`, watched by the `Watch` for input. Its deadline is the
@@ -21,18 +21,28 @@
 //!   server.
 //! - *queued*: the job is in the dispatcher's waiting room; the client is watched for a close
 //!   or a reset, and one that gives up is taken out (`Dispatcher::abandon`).
-//! - *forwarding*: a worker owns it (see `request`); when the response is complete it hands
-//!   the connection back through the `Closer`, with any bytes of the next request it read.
+//! - *forwarding*: a worker owns it (see `request`); when the response is complete the worker
+//!   parks the connection again itself (`Lot::arrive`), with any bytes of the next request it
+//!   read: the accepting thread is not woken to do it, so it sees a keep-alive request once,
+//!   when its first bytes arrive.
+//!
+//! Locking: the lot is shared by the accepting thread and the workers under one mutex, held
+//! to insert, find or remove an entry and to arm its one-shot registration (a cheap
+//! `epoll_ctl`, so an event can never find its entry missing), never across a read.
 //!
 //! Deadlines: all parked connections of one kind share one timeout, so deadlines are in the
 //! order the connections were parked, and two queues (`idle`, `reading`) give the earliest
 //! deadline at their fronts. An entry whose connection moved on is skipped when it comes up.
-//! Ten thousand idle clients cost memory, but no work until one of them speaks or times out.
+//! The accepting thread sleeps until the earliest front; a worker that parks a connection
+//! into an empty queue wakes it, since that front is new. Ten thousand idle clients cost
+//! memory, but no work until one of them speaks or times out.
 
 use crate::balancer::exchange::Request;
 use crate::balancer::http::head;
 use crate::balancer::sched::Job;
 use crate::balancer::watch::{Kind, Watch};
+use crate::common::sys::Waker;
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
@@ -74,29 +84,47 @@ pub enum Turn {
 #[derive(Debug)]
 pub struct Lot {
     watch: Arc<Watch>,
+    /// The accepting thread's, woken when a parked connection's deadline is its next one.
+    waker: Arc<Waker>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     lot: HashMap<u64, Parked>,
     /// (deadline, token) of connections waiting for their next request, deadline order.
     idle: VecDeque<(Instant, u64)>,
     /// (deadline, token) of new connections and of those in the middle of a head.
     reading: VecDeque<(Instant, u64)>,
+    timeouts: Timeouts,
+    /// Draining: nothing is parked any more; a connection handed back is closed.
+    closed: bool,
 }
 
 impl Lot {
-    pub fn new(watch: Arc<Watch>) -> Lot {
-        Lot { watch, lot: HashMap::new(), idle: VecDeque::new(), reading: VecDeque::new() }
+    pub fn new(watch: Arc<Watch>, waker: Arc<Waker>, timeouts: Timeouts) -> Lot {
+        let inner = Inner { lot: HashMap::new(), idle: VecDeque::new(), reading: VecDeque::new(), timeouts, closed: false };
+        Lot { watch, waker, inner: Mutex::new(inner) }
     }
 
     pub fn len(&self) -> usize {
-        self.lot.len()
+        self.inner.lock().lot.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lot.is_empty()
+        self.len() == 0
     }
 
-    /// A connection arrives: `fresh` from accept, or handed back after a response with `buf`
-    /// holding what it sent early. It is read now, and queued, answered or parked.
-    pub fn arrive(&mut self, stream: TcpStream, peer: SocketAddr, buf: Vec<u8>, fresh: bool, t: &Timeouts) -> Turn {
+    /// The timeouts for connections parked from now on (a reload).
+    pub fn set_timeouts(&self, t: Timeouts) {
+        self.inner.lock().timeouts = t;
+    }
+
+    /// A connection arrives: `fresh` from accept, or parked again by a worker after a response
+    /// with `buf` holding what it sent early. It is read now (if fresh), and queued, answered
+    /// or parked.
+    pub fn arrive(&self, stream: TcpStream, peer: SocketAddr, buf: Vec<u8>, fresh: bool) -> Turn {
+        let t = self.inner.lock().timeouts;
         let idle = !fresh && buf.is_empty();
         let deadline = Instant::now() + if idle { t.idle } else { t.request };
         // A new client usually has its request here already (TCP_DEFER_ACCEPT): read it now.
@@ -106,15 +134,19 @@ impl Lot {
     }
 
     /// The watch says `token` (a parked connection) has input, a close or an error.
-    pub fn ready(&mut self, token: u64, t: &Timeouts) -> Turn {
-        match self.lot.remove(&token) {
+    pub fn ready(&self, token: u64) -> Turn {
+        let (parked, t) = {
+            let mut inner = self.inner.lock();
+            (inner.lot.remove(&token), inner.timeouts)
+        };
+        match parked {
             Some(p) => self.advance(p, t, true),
             None => Turn::Closed, // it moved on; a stale event
         }
     }
 
-    /// Reads what the connection has (if `read`), and decides.
-    fn advance(&mut self, mut p: Parked, t: &Timeouts, read: bool) -> Turn {
+    /// Reads what the connection has (if `read`), and decides. Runs without the lock.
+    fn advance(&self, mut p: Parked, t: Timeouts, read: bool) -> Turn {
         let had = p.buf.len();
         if read {
             match read_some(&mut p.stream, &mut p.buf) {
@@ -135,7 +167,7 @@ impl Lot {
             Ok(Some(head)) => {
                 let id = self.watch.token(Kind::Queued);
                 let request = Some(Box::new(Request { buf: p.buf, head }));
-                Turn::Queue(Job { client: p.stream, peer: p.peer, id, request })
+                Turn::Queue(Job { client: p.stream, peer: p.peer, id, request, unwatched: false })
             }
             Err(head::Refusal::Bad(why)) => {
                 crate::info!("client {}: bad request ({why}); answering 400", p.peer);
@@ -159,62 +191,86 @@ impl Lot {
     }
 
     /// Watches `p` for its next bytes; `queue`: its deadline is new, so it joins its queue.
-    fn park(&mut self, mut p: Parked, queue: bool) -> Turn {
+    fn park(&self, mut p: Parked, queue: bool) -> Turn {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Turn::Closed; // draining: between requests is the moment to close it
+        }
         if p.token == 0 {
             p.token = self.watch.token(Kind::Parked);
         }
         if let Err(e) = self.watch.arm(&p.stream, p.token, true, true) {
+            drop(inner);
             crate::error!("internal: cannot watch client {}: {e}; closing it", p.peer);
             return Turn::Closed;
         }
+        let mut first = false;
         if queue {
-            let q = if p.idle { &mut self.idle } else { &mut self.reading };
+            let q = if p.idle { &mut inner.idle } else { &mut inner.reading };
+            first = q.is_empty();
             q.push_back((p.deadline, p.token));
         }
-        self.lot.insert(p.token, p);
+        inner.lot.insert(p.token, p);
         // Entries of connections that moved on leave a queue only at its front, so one
         // long-lived connection there would keep every later one: sweep them once a queue
         // holds far more entries than there are parked connections. See: issue 13 (the storm
         // measured RSS growing with requests served).
-        let live = 2 * self.lot.len() + 1024;
-        for q in [&mut self.idle, &mut self.reading] {
+        let live = 2 * inner.lot.len() + 1024;
+        let Inner { lot, idle, reading, .. } = &mut *inner;
+        for q in [idle, reading] {
             if q.len() > live {
-                let lot = &self.lot;
                 q.retain(|(due, tok)| lot.get(tok).is_some_and(|p| p.deadline == *due));
             }
+        }
+        drop(inner);
+        if first {
+            // The accepting thread may be asleep with no deadline, or a later one.
+            self.waker.wake();
         }
         Turn::Parked
     }
 
     /// Closes connections whose deadline has passed; says when the next one is due.
-    pub fn expire(&mut self, now: Instant) -> Option<Instant> {
+    pub fn expire(&self, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
-        for q in [&mut self.idle, &mut self.reading] {
+        let mut closed = Vec::new();
+        let mut inner = self.inner.lock();
+        let Inner { lot, idle, reading, .. } = &mut *inner;
+        for q in [idle, reading] {
             while let Some(&(due, token)) = q.front() {
-                let current = self.lot.get(&token).is_some_and(|p| p.deadline == due);
+                let current = lot.get(&token).is_some_and(|p| p.deadline == due);
                 if current && due > now {
                     next = Some(next.map_or(due, |n| n.min(due)));
                     break;
                 }
                 q.pop_front();
-                if current && let Some(p) = self.lot.remove(&token) {
-                    if p.idle {
-                        crate::debug!("client {}: idle keep-alive connection closed", p.peer);
-                    } else {
-                        crate::info!("client {}: no complete request head in time; closing", p.peer);
-                    }
+                if current && let Some(p) = lot.remove(&token) {
+                    closed.push(p);
                 }
+            }
+        }
+        drop(inner);
+        // Logged and closed without the lock.
+        for p in closed {
+            if p.idle {
+                crate::debug!("client {}: idle keep-alive connection closed", p.peer);
+            } else {
+                crate::info!("client {}: no complete request head in time; closing", p.peer);
             }
         }
         next
     }
 
     /// SIGTERM: every parked connection is closed at once (none has a request a server has
-    /// seen).
-    pub fn close_all(&mut self) {
-        self.lot.clear();
-        self.idle.clear();
-        self.reading.clear();
+    /// seen), and so is every one handed back from now on.
+    pub fn close_all(&self) {
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        let lot = std::mem::take(&mut inner.lot);
+        inner.idle.clear();
+        inner.reading.clear();
+        drop(inner);
+        drop(lot);
     }
 }
 

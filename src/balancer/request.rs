@@ -37,7 +37,8 @@ pub enum After {
     Close,
     /// Answer it with this, then close it.
     Answer(&'static [u8]),
-    /// Nothing more: both sides have ended (a tcp-mode bridge), so dropping it closes it.
+    /// Nothing more: both sides have ended (a tcp-mode bridge), or the client asked for the
+    /// close and sent nothing more; dropping it closes it.
     Done,
 }
 
@@ -185,6 +186,9 @@ fn serve_with(
                         crate::info!("client {peer}: {e} while taking its response; closing");
                         After::Close
                     }
+                    // It asked for the close and has nothing more on the way: closing now
+                    // sends a FIN after the response, never an RST, so it needs no lingering.
+                    (Ok(()), _) if up.last_of_connection() && nothing_unread(client) => After::Done,
                     _ => After::Close,
                 }
             }
@@ -253,6 +257,17 @@ fn tunnel(
         progress.to_server += early.len() as u64;
     }
     bridge::run(client, server, buffers, t, progress, &mut || {})
+}
+
+/// The client has sent nothing we have not read (no EOF either): a close now cannot turn into
+/// an RST that would destroy the response in its receive queue.
+fn nothing_unread(client: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match client.peek(&mut byte) {
+        Ok(0) => true, // it closed already: nothing after the FIN
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
 }
 
 /// Writes all of `bytes` to a non-blocking socket by `deadline`.

@@ -74,6 +74,9 @@ pub struct Job {
     /// so that a client that gives up can be taken out (`Dispatcher::abandon`).
     pub id: u64,
     pub request: Option<Box<Request>>,
+    /// Queued without the watch, because a sleeping worker was there to take it at once
+    /// (counted in `State::unwatched`; see `Dispatcher::enqueue`).
+    pub unwatched: bool,
 }
 
 /// A server in the table. Never removed: a server dropped by a reload is `retiring`, takes no
@@ -162,6 +165,10 @@ struct State {
     phase: Phase,
     /// The shared limit's cap on new dispatches; `None` without a shared limit.
     share: Option<ShareCap>,
+    /// Workers asleep in `take` without a deadline.
+    sleepers: usize,
+    /// Jobs in the room queued without the watch (`Job::unwatched`).
+    unwatched: usize,
 }
 
 /// A shared limit's cap on new dispatches: `slots` until `until` (the lease could have
@@ -295,6 +302,8 @@ impl Dispatcher {
             served: 0,
             rejected: 0,
             abandoned: 0,
+            sleepers: 0,
+            unwatched: 0,
             gate: Gate::new(),
             recovery: Recovery::default(),
             phase: Phase::Running,
@@ -319,13 +328,51 @@ impl Dispatcher {
         })
     }
 
+    /// Pushes a job into the waiting room (as `push`), watching its client for giving up
+    /// meanwhile: a reset in tcp mode (a byte-stream client may half-close and still wait for
+    /// its reply), a close or a reset in http mode. The one way in for the accepting thread
+    /// and for a worker that found a pipelined request.
+    ///
+    /// Unless a worker is asleep in `take` to dispatch it at once: then the job goes in
+    /// unwatched, and the accepting thread saves the `epoll_ctl` (one of about ten system
+    /// calls a keep-alive request costs). Exact, not a guess: it needs a free slot, an open
+    /// gate, no pacing, a server with room, and more sleeping workers than unwatched jobs, so
+    /// each unwatched job has its own worker already woken for it, and it waits only for that
+    /// worker to run (or, after the R-th dispatch, for one probe round).
+    pub fn enqueue(&self, mut job: Job) -> Result<usize, Job> {
+        let st = self.state.lock();
+        let at_once = st.phase == Phase::Running
+            && st.gate.is_open()
+            && st.bucket.is_none()
+            && st.room.len() == st.unwatched
+            && st.in_flight + st.unwatched < cap(&st)
+            && st.sleepers > st.unwatched
+            && choose(&st, &[]) != Choice::AllBusy;
+        if at_once {
+            job.unwatched = true;
+            return self.push_locked(st, job);
+        }
+        drop(st);
+        let http = job.request.is_some();
+        // Armed before the push: once in the room, a worker may take it at any moment.
+        if let Err(e) = self.watch.arm(&job.client, job.id, false, http) {
+            crate::debug!("client {}: cannot watch it while it waits: {e}", job.peer);
+        }
+        self.push(job)
+    }
+
     /// Adds an accepted connection to the waiting room and says how many wait now, or gives
     /// it back when the room is full (the caller answers 503).
     pub fn push(&self, job: Job) -> Result<usize, Job> {
-        let mut st = self.state.lock();
+        self.push_locked(self.state.lock(), job)
+    }
+
+    fn push_locked(&self, mut st: MutexGuard<'_, State>, job: Job) -> Result<usize, Job> {
         let (key, weight) = st.config.class_of(job.peer.ip());
+        let unwatched = job.unwatched;
         match st.room.push(key, weight, job, Instant::now()) {
             Ok(()) => {
+                st.unwatched += usize::from(unwatched);
                 let waiting = st.room.len();
                 if waiting == 1 {
                     // The room was empty: this job's queue timeout is now the earliest.
@@ -406,7 +453,11 @@ impl Dispatcher {
                 Err(Some(due)) => {
                     self.work.wait_until(&mut st, due);
                 }
-                Err(None) => self.work.wait(&mut st),
+                Err(None) => {
+                    st.sleepers += 1;
+                    self.work.wait(&mut st);
+                    st.sleepers -= 1;
+                }
             }
         }
     }
@@ -437,6 +488,7 @@ impl Dispatcher {
             bucket.take(Instant::now()).map_err(Some)?;
         }
         let Some((class, job)) = st.room.pop_fair() else { return Err(None) };
+        st.unwatched -= usize::from(job.unwatched);
         st.in_flight += 1;
         st.served += 1;
         // The R-th: the next routing decision waits for a round that starts after this one.
@@ -558,6 +610,7 @@ impl Dispatcher {
     pub fn abandon(&self, id: u64) -> Option<Job> {
         let mut st = self.state.lock();
         let job = st.room.remove(|j| j.id == id)?;
+        st.unwatched -= usize::from(job.unwatched);
         st.abandoned += 1;
         let emptied = st.room.is_empty();
         let drained = st.phase == Phase::Draining && st.in_flight == 0 && emptied;
@@ -584,6 +637,7 @@ impl Dispatcher {
         let mut st = self.state.lock();
         let timeout = st.config.queue_timeout;
         let out = st.room.expire(now, timeout);
+        st.unwatched -= out.iter().filter(|j| j.unwatched).count();
         st.rejected += out.len() as u64;
         let emptied = !out.is_empty() && st.room.is_empty();
         let next = st.room.next_expiry(timeout);
@@ -841,6 +895,7 @@ impl Dispatcher {
         let mut st = self.state.lock();
         st.phase = Phase::Stopped;
         let left = st.room.take_all();
+        st.unwatched = 0;
         drop(st);
         self.work.notify_all();
         self.busy_server.notify_all();

@@ -16,6 +16,7 @@ use crate::balancer::accept::Closer;
 use crate::balancer::bridge::{self, Buffers, End, Progress, Timeouts};
 use crate::balancer::config::{CONNECT_TIMEOUT, MAX_LIMIT};
 use crate::balancer::http;
+use crate::balancer::park::{Lot, Turn};
 use crate::balancer::request::After;
 use crate::balancer::sched::{Dispatcher, Failover, Job, Route, Slot, Ticket};
 use crate::balancer::shortage;
@@ -57,6 +58,8 @@ pub struct Pool {
 struct Shared {
     dispatcher: Arc<Dispatcher>,
     closer: Arc<Closer>,
+    /// Where a keep-alive client waits for its next request (http mode).
+    lot: Arc<Lot>,
     counts: Mutex<Counts>,
     #[cfg(feature = "fault-injection")]
     fault: crate::balancer::worker::fault::Fault,
@@ -74,11 +77,12 @@ struct Counts {
 }
 
 impl Pool {
-    pub fn new(dispatcher: Arc<Dispatcher>, closer: Arc<Closer>) -> Pool {
+    pub fn new(dispatcher: Arc<Dispatcher>, closer: Arc<Closer>, lot: Arc<Lot>) -> Pool {
         Pool {
             shared: Arc::new(Shared {
                 dispatcher,
                 closer,
+                lot,
                 counts: Mutex::new(Counts::default()),
                 #[cfg(feature = "fault-injection")]
                 fault: fault::Fault::from_env(),
@@ -116,6 +120,22 @@ impl Shared {
     /// A worker is done with its ticket and goes back to `take`.
     fn idle(&self) {
         self.counts.lock().idle += 1;
+    }
+
+    /// Parks a keep-alive client whose response is complete (http mode), here on the worker:
+    /// handing it to the accepting thread instead would cost that thread a wake-up per
+    /// request. Bytes it sent early may make a whole next request, which queues at once.
+    fn park(&self, client: TcpStream, peer: SocketAddr, next: Vec<u8>) {
+        match self.lot.arrive(client, peer, next, false) {
+            Turn::Queue(job) => {
+                if let Err(job) = self.dispatcher.enqueue(job) {
+                    crate::warn!("client {peer}: waiting room full; answering 503");
+                    self.closer.answer(job.client, http::UNAVAILABLE);
+                }
+            }
+            Turn::Answer(stream, _, reply) => self.closer.answer(stream, reply),
+            Turn::Closed | Turn::Parked => {}
+        }
     }
 }
 
@@ -196,7 +216,7 @@ impl Worker {
             }));
             match outcome {
                 Ok(After::Answer(reply)) => self.shared.closer.answer(client, reply),
-                Ok(After::Park(next)) => self.shared.closer.park(client, peer, next),
+                Ok(After::Park(next)) => self.shared.park(client, peer, next),
                 Ok(After::Close) => self.shared.closer.linger(client),
                 Ok(After::Done) => drop(client), // closes it: the bridge is over
                 Err(panic) => {
