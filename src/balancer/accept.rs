@@ -322,7 +322,7 @@ impl Acceptor {
                     let fd = stream.as_raw_fd() as u64;
                     *tight = fd.saturating_mul(2) >= room;
                     if config.mode == Mode::Http {
-                        let turn = self.lot.arrive(stream, peer, Vec::new(), true);
+                        let turn = self.lot.arrive(stream, peer, Vec::new(), park::Arrival::Accepted);
                         self.turn(turn, lingering);
                     } else if config.server_speaks_first {
                         self.enqueue(stream, peer, lingering);
@@ -400,7 +400,10 @@ impl Acceptor {
 
     fn enqueue(&self, stream: TcpStream, peer: SocketAddr, lingering: &mut Vec<Waiting>) {
         let id = self.dispatcher.watch.token(Kind::Queued);
-        self.enqueue_job(Job { client: stream, peer, id, request: None, unwatched: false }, lingering);
+        self.enqueue_job(
+            Job { client: stream, peer, id, request: None, unwatched: false, registered: false },
+            lingering,
+        );
     }
 
     fn enqueue_job(&self, job: Job, lingering: &mut Vec<Waiting>) {

@@ -66,6 +66,17 @@ struct Parked {
     idle: bool,
     /// The token it is watched under while parked; 0 until first parked.
     token: u64,
+    /// Its socket has been armed in the watch before (see `Job::registered`).
+    registered: bool,
+}
+
+/// Where a connection comes to the lot from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Just accepted: read it now, it has likely sent its request.
+    Accepted,
+    /// A worker, after a complete response; `registered` as in `Job::registered`.
+    Served { registered: bool },
 }
 
 /// What became of a connection that had something to say.
@@ -103,7 +114,8 @@ struct Inner {
 
 impl Lot {
     pub fn new(watch: Arc<Watch>, waker: Arc<Waker>, timeouts: Timeouts) -> Lot {
-        let inner = Inner { lot: HashMap::new(), idle: VecDeque::new(), reading: VecDeque::new(), timeouts, closed: false };
+        let inner =
+            Inner { lot: HashMap::new(), idle: VecDeque::new(), reading: VecDeque::new(), timeouts, closed: false };
         Lot { watch, waker, inner: Mutex::new(inner) }
     }
 
@@ -120,17 +132,21 @@ impl Lot {
         self.inner.lock().timeouts = t;
     }
 
-    /// A connection arrives: `fresh` from accept, or parked again by a worker after a response
-    /// with `buf` holding what it sent early. It is read now (if fresh), and queued, answered
-    /// or parked.
-    pub fn arrive(&self, stream: TcpStream, peer: SocketAddr, buf: Vec<u8>, fresh: bool) -> Turn {
+    /// A connection arrives: from accept, or parked again by a worker after a response with
+    /// `buf` holding what it sent early. It is read now (if just accepted), and queued,
+    /// answered or parked.
+    pub fn arrive(&self, stream: TcpStream, peer: SocketAddr, buf: Vec<u8>, from: Arrival) -> Turn {
         let t = self.inner.lock().timeouts;
+        let (fresh, registered) = match from {
+            Arrival::Accepted => (true, false),
+            Arrival::Served { registered } => (false, registered),
+        };
         let idle = !fresh && buf.is_empty();
         let deadline = Instant::now() + if idle { t.idle } else { t.request };
         // A new client usually has its request here already (TCP_DEFER_ACCEPT): read it now.
         // One handed back just had its response and has rarely sent more yet: the watch (level
         // triggered) says when it does, which saves a read that would find nothing.
-        self.advance(Parked { stream, peer, buf, deadline, idle, token: 0 }, t, fresh)
+        self.advance(Parked { stream, peer, buf, deadline, idle, token: 0, registered }, t, fresh)
     }
 
     /// The watch says `token` (a parked connection) has input, a close or an error.
@@ -167,7 +183,14 @@ impl Lot {
             Ok(Some(head)) => {
                 let id = self.watch.token(Kind::Queued);
                 let request = Some(Box::new(Request { buf: p.buf, head }));
-                Turn::Queue(Job { client: p.stream, peer: p.peer, id, request, unwatched: false })
+                Turn::Queue(Job {
+                    client: p.stream,
+                    peer: p.peer,
+                    id,
+                    request,
+                    unwatched: false,
+                    registered: p.registered,
+                })
             }
             Err(head::Refusal::Bad(why)) => {
                 crate::info!("client {}: bad request ({why}); answering 400", p.peer);
@@ -199,11 +222,16 @@ impl Lot {
         if p.token == 0 {
             p.token = self.watch.token(Kind::Parked);
         }
-        if let Err(e) = self.watch.arm(&p.stream, p.token, true, true) {
+        let armed = match p.registered {
+            true => self.watch.arm(&p.stream, p.token, true, true),
+            false => self.watch.arm_new(&p.stream, p.token, true, true),
+        };
+        if let Err(e) = armed {
             drop(inner);
             crate::error!("internal: cannot watch client {}: {e}; closing it", p.peer);
             return Turn::Closed;
         }
+        p.registered = true;
         let mut first = false;
         if queue {
             let q = if p.idle { &mut inner.idle } else { &mut inner.reading };

@@ -77,6 +77,9 @@ pub struct Job {
     /// Queued without the watch, because a sleeping worker was there to take it at once
     /// (counted in `State::unwatched`; see `Dispatcher::enqueue`).
     pub unwatched: bool,
+    /// The client's socket has been armed in the watch before (a hint: arming a new one
+    /// adds it rather than trying a modify first).
+    pub registered: bool,
 }
 
 /// A server in the table. Never removed: a server dropped by a reload is `retiring`, takes no
@@ -355,8 +358,13 @@ impl Dispatcher {
         drop(st);
         let http = job.request.is_some();
         // Armed before the push: once in the room, a worker may take it at any moment.
-        if let Err(e) = self.watch.arm(&job.client, job.id, false, http) {
-            crate::debug!("client {}: cannot watch it while it waits: {e}", job.peer);
+        let armed = match job.registered {
+            true => self.watch.arm(&job.client, job.id, false, http),
+            false => self.watch.arm_new(&job.client, job.id, false, http),
+        };
+        match armed {
+            Ok(()) => job.registered = true,
+            Err(e) => crate::debug!("client {}: cannot watch it while it waits: {e}", job.peer),
         }
         self.push(job)
     }

@@ -19,6 +19,18 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The events of a one-shot registration (see `Watch::arm`).
+fn flags(input: bool, close: bool) -> EpollFlags {
+    let mut flags = EpollFlags::EPOLLONESHOT;
+    if input {
+        flags |= EpollFlags::EPOLLIN;
+    }
+    if close {
+        flags |= EpollFlags::EPOLLRDHUP;
+    }
+    flags
+}
+
 /// What a token names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -68,19 +80,23 @@ impl Watch {
     /// when the peer closes its side; without it, only an error or reset wakes (a tcp-mode
     /// client may half-close and still wait for its reply).
     pub fn arm(&self, fd: impl AsFd, token: u64, input: bool, close: bool) -> io::Result<()> {
-        let mut flags = EpollFlags::EPOLLONESHOT;
-        if input {
-            flags |= EpollFlags::EPOLLIN;
-        }
-        if close {
-            flags |= EpollFlags::EPOLLRDHUP;
-        }
-        let mut event = EpollEvent::new(flags, token);
+        let mut event = EpollEvent::new(flags(input, close), token);
         // A socket is registered once for the life of its descriptor and re-armed after: the
         // modify usually succeeds, and a socket seen for the first time is added.
         match self.epoll.modify(fd.as_fd(), &mut event) {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::ENOENT) => self.epoll.add(fd, event).map_err(io::Error::from),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// As `arm`, for a socket that has most likely never been armed: added first (a new
+    /// client, a new server connection), which saves the failed modify.
+    pub fn arm_new(&self, fd: impl AsFd, token: u64, input: bool, close: bool) -> io::Result<()> {
+        let event = EpollEvent::new(flags(input, close), token);
+        match self.epoll.add(fd.as_fd(), event) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::EEXIST) => self.arm(fd, token, input, close),
             Err(e) => Err(e.into()),
         }
     }

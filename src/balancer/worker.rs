@@ -16,7 +16,7 @@ use crate::balancer::accept::Closer;
 use crate::balancer::bridge::{self, Buffers, End, Progress, Timeouts};
 use crate::balancer::config::{CONNECT_TIMEOUT, MAX_LIMIT};
 use crate::balancer::http;
-use crate::balancer::park::{Lot, Turn};
+use crate::balancer::park::{Arrival, Lot, Turn};
 use crate::balancer::request::After;
 use crate::balancer::sched::{Dispatcher, Failover, Job, Route, Slot, Ticket};
 use crate::balancer::shortage;
@@ -125,8 +125,8 @@ impl Shared {
     /// Parks a keep-alive client whose response is complete (http mode), here on the worker:
     /// handing it to the accepting thread instead would cost that thread a wake-up per
     /// request. Bytes it sent early may make a whole next request, which queues at once.
-    fn park(&self, client: TcpStream, peer: SocketAddr, next: Vec<u8>) {
-        match self.lot.arrive(client, peer, next, false) {
+    fn park(&self, client: TcpStream, peer: SocketAddr, next: Vec<u8>, registered: bool) {
+        match self.lot.arrive(client, peer, next, Arrival::Served { registered }) {
             Turn::Queue(job) => {
                 if let Err(job) = self.dispatcher.enqueue(job) {
                     crate::warn!("client {peer}: waiting room full; answering 503");
@@ -203,7 +203,7 @@ impl Worker {
             self.shared.fault.maybe_die(); // outside catch_unwind: a death the guard must see
             self.shared.busy();
             self.life.busy = true;
-            let Ticket { job: Job { client, peer, request, .. }, route } = ticket;
+            let Ticket { job: Job { client, peer, request, registered, .. }, route } = ticket;
             let mut progress = Progress::default();
             // The client stays out here, so that after a panic it can still be answered; the
             // route (with the slot) goes in, so that unwinding releases the slot.
@@ -216,7 +216,7 @@ impl Worker {
             }));
             match outcome {
                 Ok(After::Answer(reply)) => self.shared.closer.answer(client, reply),
-                Ok(After::Park(next)) => self.shared.park(client, peer, next),
+                Ok(After::Park(next)) => self.shared.park(client, peer, next, registered),
                 Ok(After::Close) => self.shared.closer.linger(client),
                 Ok(After::Done) => drop(client), // closes it: the bridge is over
                 Err(panic) => {

@@ -157,7 +157,14 @@ impl Harness {
     fn arrive(&mut self, class: usize) {
         self.next_id += 1;
         let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, class as u8 + 1)), 40000);
-        let job = Job { client: self.conn.try_clone().unwrap(), peer, id: self.next_id, request: None, unwatched: false };
+        let job = Job {
+            client: self.conn.try_clone().unwrap(),
+            peer,
+            id: self.next_id,
+            request: None,
+            unwatched: false,
+            registered: false,
+        };
         let (before, max) = {
             let st = self.d.state.lock();
             (st.room.len(), st.config.queue_max)
