@@ -201,6 +201,8 @@ impl Acceptor {
             .into_iter()
             .flatten()
             .min();
+            // Last: a worker may have parked a connection since `expire`.
+            let deadline = self.lot.sleep_until(deadline);
 
             let mut fds: Vec<PollFd> = Vec::with_capacity(1 + self.listeners.len() + pending.len() + lingering.len());
             fds.push(PollFd::new(self.waker.read.as_fd(), PollFlags::POLLIN));

@@ -33,9 +33,9 @@
 //! Deadlines: all parked connections of one kind share one timeout, so deadlines are in the
 //! order the connections were parked, and two queues (`idle`, `reading`) give the earliest
 //! deadline at their fronts. An entry whose connection moved on is skipped when it comes up.
-//! The accepting thread sleeps until the earliest front; a worker that parks a connection
-//! into an empty queue wakes it, since that front is new. Ten thousand idle clients cost
-//! memory, but no work until one of them speaks or times out.
+//! The accepting thread sleeps until its earliest deadline, which it records here
+//! (`sleep_until`); a worker that parks a connection due before that wakes it. Ten thousand
+//! idle clients cost memory, but no work until one of them speaks or times out.
 
 use crate::balancer::exchange::Request;
 use crate::balancer::http::head;
@@ -110,12 +110,21 @@ struct Inner {
     timeouts: Timeouts,
     /// Draining: nothing is parked any more; a connection handed back is closed.
     closed: bool,
+    /// The accepting thread wakes by then at the latest (`None`: it has no deadline). A
+    /// worker that parks a connection due earlier wakes it (see `park`).
+    sleep_until: Option<Instant>,
 }
 
 impl Lot {
     pub fn new(watch: Arc<Watch>, waker: Arc<Waker>, timeouts: Timeouts) -> Lot {
-        let inner =
-            Inner { lot: HashMap::new(), idle: VecDeque::new(), reading: VecDeque::new(), timeouts, closed: false };
+        let inner = Inner {
+            lot: HashMap::new(),
+            idle: VecDeque::new(),
+            reading: VecDeque::new(),
+            timeouts,
+            closed: false,
+            sleep_until: None,
+        };
         Lot { watch, waker, inner: Mutex::new(inner) }
     }
 
@@ -232,11 +241,18 @@ impl Lot {
             return Turn::Closed;
         }
         p.registered = true;
-        let mut first = false;
+        let mut wake = false;
         if queue {
+            let due = p.deadline;
             let q = if p.idle { &mut inner.idle } else { &mut inner.reading };
-            first = q.is_empty();
-            q.push_back((p.deadline, p.token));
+            q.push_back((due, p.token));
+            // Usually the accepting thread wakes before this deadline anyway (an idle pooled
+            // server connection's is sooner, or an earlier parked one's); only if not is it
+            // woken, once, to take this one into account.
+            if inner.sleep_until.is_none_or(|s| s > due) {
+                inner.sleep_until = Some(due);
+                wake = true;
+            }
         }
         inner.lot.insert(p.token, p);
         // Entries of connections that moved on leave a queue only at its front, so one
@@ -251,8 +267,7 @@ impl Lot {
             }
         }
         drop(inner);
-        if first {
-            // The accepting thread may be asleep with no deadline, or a later one.
+        if wake {
             self.waker.wake();
         }
         Turn::Parked
@@ -287,6 +302,17 @@ impl Lot {
             }
         }
         next
+    }
+
+    /// The accepting thread is about to sleep until `deadline` (`None`: no deadline): returns
+    /// when it must wake at the latest, which is earlier if a connection parked since its
+    /// `expire` is due earlier. Entries parked from now on compare with this (see `park`).
+    pub fn sleep_until(&self, deadline: Option<Instant>) -> Option<Instant> {
+        let mut inner = self.inner.lock();
+        let fronts = [inner.idle.front(), inner.reading.front()].into_iter().flatten().map(|&(due, _)| due);
+        let until = deadline.into_iter().chain(fronts).min();
+        inner.sleep_until = until;
+        until
     }
 
     /// SIGTERM: every parked connection is closed at once (none has a request a server has

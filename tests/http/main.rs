@@ -14,4 +14,5 @@ mod fairness;
 mod fd_limit;
 mod framing;
 mod hostile_clients;
+mod idle;
 mod reuse;
