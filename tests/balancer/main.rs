@@ -4,6 +4,8 @@
 
 #[path = "../support/keepalive.rs"]
 mod keepalive;
+#[path = "../support/redis.rs"]
+mod redis;
 #[path = "../support/util.rs"]
 mod util;
 

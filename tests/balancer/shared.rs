@@ -3,6 +3,7 @@
 //! servers that count the requests in progress across all of them, so the bound is asserted
 //! from the servers' side. Short leases (600 ms, grace 1 s) keep the file fast.
 
+use crate::redis::Redis;
 use crate::util::*;
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
@@ -18,38 +19,6 @@ const LEASE: Duration = Duration::from_millis(600);
 const GRACE: Duration = Duration::from_secs(1);
 /// A renewal every lease/3.
 const PERIOD: Duration = Duration::from_millis(200);
-
-/// A `redis-server` of our own; killed when dropped.
-struct Redis {
-    proc: Proc,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        Redis::on(dead_port())
-    }
-
-    /// Redis does not take `--port 0`: the caller picks a free port. Its log goes to stderr,
-    /// where `Proc` reads it.
-    fn on(port: u16) -> Redis {
-        let cmd = format!("exec redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no 1>&2");
-        let proc = Proc::spawn("sh", &["-c", &cmd]);
-        proc.wait_line("Ready to accept connections", Duration::from_secs(10));
-        Redis { proc, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills it (its data is gone) and starts an empty one on the same port.
-    fn restart_empty(&mut self) {
-        self.proc.signal(Signal::SIGKILL);
-        self.proc.wait_exit(Duration::from_secs(5));
-        *self = Redis::on(self.port);
-    }
-}
 
 /// What the counting servers have seen, across all of them.
 #[derive(Default)]
@@ -220,34 +189,7 @@ fn instance(redis: &str, name: Option<&str>, servers: &[u16], extra: &[&str]) ->
 /// Waits, for an instance that joined a recovering group, until it has recovered.
 fn wait_recovered(lb: &Lb) {
     if logged(&lb.proc, "is recovering").is_some() {
-        wait_after(lb, 0, "recovered", Duration::from_secs(6));
-    }
-}
-
-/// How many log lines the instance has written so far.
-fn mark(lb: &Lb) -> usize {
-    lb.proc.log.lock().unwrap().len()
-}
-
-/// Waits for a log line after `mark` containing `needle`, and returns it. Blocks on the next
-/// line each time (an event), never on a timer.
-fn wait_after(lb: &Lb, mark: usize, needle: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(l) = lb.proc.log.lock().unwrap().get(mark..).unwrap_or(&[]).iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lb.proc.wait_line("", left)));
-        if left.is_zero() || next.is_err() {
-            let log = lb.proc.stderr();
-            let own: Vec<&str> = log.lines().filter(|l| l.contains("shared") || l.contains("signal")).collect();
-            panic!(
-                "{}: no line with {needle:?} within {timeout:?}; its shared lines:\n{}",
-                lb.proc.cmd,
-                own.join("\n")
-            );
-        }
+        lb.wait_after(0, "recovered", Duration::from_secs(6));
     }
 }
 
@@ -376,17 +318,17 @@ fn shares_follow_demand_and_the_servers_never_see_more_than_n() {
     wait_recovered(&b);
 
     // One busy instance alone reaches the whole limit: the idle one's slots go to it.
-    let m = mark(&a);
+    let m = a.log_mark();
     let load_a = Load::start(a.port, 12, "/hold/100/a");
     assert!(count.wait(Duration::from_secs(5), |s| s.now >= N), "A alone never had 6 in progress");
-    wait_after(&a, m, "shared: share 6 of 6", Duration::from_secs(3));
+    a.wait_after(m, "shared: share 6 of 6", Duration::from_secs(3));
 
     // Two busy ones settle to 3 + 3.
-    let (ma, mb) = (mark(&a), mark(&b));
+    let (ma, mb) = (a.log_mark(), b.log_mark());
     let t0 = Instant::now();
     let load_b = Load::start(b.port, 12, "/hold/100/b");
-    wait_after(&a, ma, "shared: share 3 of 6", Duration::from_secs(3));
-    wait_after(&b, mb, "shared: share 3 of 6", Duration::from_secs(3));
+    a.wait_after(ma, "shared: share 3 of 6", Duration::from_secs(3));
+    b.wait_after(mb, "shared: share 3 of 6", Duration::from_secs(3));
     let settled = t0.elapsed();
     assert!(
         count.wait(Duration::from_secs(3), |s| s.by_tag.get("a") == Some(&3) && s.by_tag.get("b") == Some(&3)),
@@ -398,9 +340,9 @@ fn shares_follow_demand_and_the_servers_never_see_more_than_n() {
     assert!(settled < 2 * PERIOD + Duration::from_millis(100) + Duration::from_millis(700), "settled in {settled:?}");
 
     // The idle one's share goes to the busy one.
-    let mb = mark(&b);
+    let mb = b.log_mark();
     let statuses = load_a.finish();
-    wait_after(&b, mb, "shared: share 6 of 6", Duration::from_secs(3));
+    b.wait_after(mb, "shared: share 6 of 6", Duration::from_secs(3));
     assert!(count.wait(Duration::from_secs(3), |s| s.by_tag.get("b") == Some(&6)), "B never had 6 in progress");
     let statuses_b = load_b.finish();
     assert!(statuses.iter().chain(&statuses_b).all(|s| *s == 200), "{statuses:?} {statuses_b:?}");
@@ -421,14 +363,14 @@ fn three_instances_share_six_and_a_terminated_one_gives_its_share_back_at_once()
 
     // SIGTERM: after its drain the instance releases its lease, and the other two split its
     // slots at their next renewals, long before lease + grace.
-    let (m0, m1) = (mark(&lbs[0]), mark(&lbs[1]));
+    let (m0, m1) = (lbs[0].log_mark(), lbs[1].log_mark());
     let mut loads = loads.into_iter();
     let load_c = loads.next_back().unwrap();
     lbs[2].proc.signal(Signal::SIGTERM);
-    let released = wait_after(&lbs[2], 0, "shared: lease released", Duration::from_secs(5));
+    let released = lbs[2].wait_after(0, "shared: lease released", Duration::from_secs(5));
     drop(load_c);
-    let l0 = wait_after(&lbs[0], m0, "shared: share 3 of 6", Duration::from_secs(3));
-    let l1 = wait_after(&lbs[1], m1, "shared: share 3 of 6", Duration::from_secs(3));
+    let l0 = lbs[0].wait_after(m0, "shared: share 3 of 6", Duration::from_secs(3));
+    let l1 = lbs[1].wait_after(m1, "shared: share 3 of 6", Duration::from_secs(3));
     let after = line_ms(&l0).max(line_ms(&l1)) - line_ms(&released);
     assert!(after < (LEASE + GRACE).as_millis() as i64, "the released share came back after {after} ms");
     let statuses: Vec<u16> = loads.flat_map(Load::finish).collect();
@@ -479,11 +421,11 @@ fn redis_stopped_for_five_seconds_stops_dispatch_by_the_lease_end_and_it_resumes
     let load_b = Load::start(b.port, 8, "/hold/50/b");
     wait_split(&count, &[("a", 3), ("b", 3)], Duration::from_secs(4));
 
-    let (ma, mb) = (mark(&a), mark(&b));
+    let (ma, mb) = (a.log_mark(), b.log_mark());
     let t0 = Instant::now();
     redis.proc.signal(Signal::SIGSTOP);
-    wait_after(&a, ma, "dispatching nothing new", Duration::from_secs(3));
-    wait_after(&b, mb, "dispatching nothing new", Duration::from_secs(3));
+    a.wait_after(ma, "dispatching nothing new", Duration::from_secs(3));
+    b.wait_after(mb, "dispatching nothing new", Duration::from_secs(3));
     // Hold the stop for five seconds, watching that nothing reaches the servers meanwhile.
     let resumed = count.wait(Duration::from_secs(5).saturating_sub(t0.elapsed()), |s| {
         s.arrivals.iter().any(|(t, _, _)| *t > t0 + LEASE + Duration::from_millis(150))
@@ -516,10 +458,10 @@ fn an_instance_cut_off_from_redis_stops_by_its_lease_end_and_cuts_its_bridges_at
     let load_b = Load::start(b.port, 8, "/hold/50/b");
     wait_split(&count, &[("a", 3), ("b", 3)], Duration::from_secs(4));
 
-    let ma = mark(&a);
+    let ma = a.log_mark();
     let t0 = Instant::now();
     fwd.set_paused(true);
-    wait_after(&a, ma, "dispatching nothing new", Duration::from_secs(3));
+    a.wait_after(ma, "dispatching nothing new", Duration::from_secs(3));
     // A's three bridges are cut at its grace's end, not before: its last renewal was sent at
     // most one period before the pause, and the cut comes at 0.9 × (lease + grace) after it.
     assert!(
@@ -535,7 +477,7 @@ fn an_instance_cut_off_from_redis_stops_by_its_lease_end_and_cuts_its_bridges_at
     let span = LEASE + GRACE;
     assert!(cut_at >= span - span / 10 - PERIOD - Duration::from_millis(50), "cut after {cut_at:?}");
     assert!(cut_at <= span + Duration::from_millis(300), "cut after {cut_at:?}");
-    wait_after(&a, ma, "cut 3 bridge(s)", Duration::from_secs(2));
+    a.wait_after(ma, "cut 3 bridge(s)", Duration::from_secs(2));
     // B takes up A's slots once Redis' quarantine is over.
     assert!(count.wait(Duration::from_secs(4), |s| s.by_tag.get("b") == Some(&6)), "B never took up A's share");
     assert!(count.max() <= N, "the servers saw {} at once", count.max());
@@ -557,11 +499,11 @@ fn redis_restarted_empty_holds_every_grant_for_lease_and_grace_and_the_group_rec
     let load_b = Load::start(b.port, 8, "/hold/100/b");
     wait_split(&count, &[("a", 3), ("b", 3)], Duration::from_secs(4));
 
-    let (ma, mb) = (mark(&a), mark(&b));
+    let (ma, mb) = (a.log_mark(), b.log_mark());
     redis.restart_empty();
-    let recovering = wait_after(&a, ma, "is recovering", Duration::from_secs(3));
-    let recovered = wait_after(&a, ma, "recovered", Duration::from_secs(5));
-    wait_after(&b, mb, "recovered", Duration::from_secs(5));
+    let recovering = a.wait_after(ma, "is recovering", Duration::from_secs(3));
+    let recovered = a.wait_after(ma, "recovered", Duration::from_secs(5));
+    b.wait_after(mb, "recovered", Duration::from_secs(5));
     let held = line_ms(&recovered) - line_ms(&recovering);
     assert!(held >= (LEASE + GRACE).as_millis() as i64 - 50, "grants held for only {held} ms");
     let t1 = Instant::now();

@@ -5,6 +5,8 @@
 //! The storms run one at a time (`one_at_a_time`): each is meant to load the machine, and two at
 //! once would only measure each other.
 
+#[path = "../support/redis.rs"]
+mod redis;
 #[path = "../support/util.rs"]
 mod util;
 

@@ -9,69 +9,13 @@
 
 use crate::chaos::{self, Fleet};
 use crate::clients::{Load, Mode, Shared};
+use crate::redis::Redis;
 use crate::util::*;
 use nix::sys::signal::Signal;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const N: usize = 8;
-
-/// A `redis-server` of our own; killed when dropped (`Proc`).
-struct Redis {
-    proc: Proc,
-    port: u16,
-}
-
-impl Redis {
-    /// Redis does not take `--port 0`: a port that was free a moment ago. Its log goes to
-    /// stderr, where `Proc` reads it.
-    fn on(port: u16) -> Redis {
-        let cmd = format!("exec redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no 1>&2");
-        let proc = Proc::spawn("sh", &["-c", &cmd]);
-        proc.wait_line("Ready to accept connections", Duration::from_secs(10));
-        Redis { proc, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL: its data is gone with it.
-    fn kill(&mut self) {
-        self.proc.signal(Signal::SIGKILL);
-        self.proc.wait_exit(Duration::from_secs(5));
-    }
-}
-
-/// How many log lines `lb` has written so far.
-fn mark(lb: &Lb) -> usize {
-    lb.proc.log.lock().unwrap_or_else(|e| e.into_inner()).len()
-}
-
-/// Waits for a line after `mark` containing `needle`: each wait is for the next line (an
-/// event), bounded by `timeout` in all.
-fn wait_after(lb: &Lb, mark: usize, needle: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if lb
-            .proc
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(mark..)
-            .unwrap_or(&[])
-            .iter()
-            .any(|l| l.contains(needle))
-        {
-            return;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lb.proc.wait_line("", left)));
-        if left.is_zero() || next.is_err() {
-            panic!("{}: no line with {needle:?} within {timeout:?}; its log:\n{}", lb.proc.cmd, lb.proc.stderr());
-        }
-    }
-}
 
 fn shared_limit_storm(mode: Mode) {
     let mut redis = Redis::on(dead_port());
@@ -87,7 +31,7 @@ fn shared_limit_storm(mode: Mode) {
     let name = mode.name();
     for lb in [&a, &b] {
         if logged(&lb.proc, "is recovering").is_some() {
-            wait_after(lb, 0, "recovered", Duration::from_secs(6));
+            lb.wait_after(0, "recovered", Duration::from_secs(6));
         }
     }
     let (fresh, keep) = if mode == Mode::Tcp { (12, 0) } else { (6, 6) };
@@ -115,30 +59,30 @@ fn shared_limit_storm(mode: Mode) {
 
     // Killed, then back empty: the instances stop when their leases could have ended, find
     // the group's state gone, and hold every grant for lease + grace.
-    let (ma, mb) = (mark(&a), mark(&b));
+    let (ma, mb) = (a.log_mark(), b.log_mark());
     redis.kill();
-    wait_after(&a, ma, "dispatching nothing new", Duration::from_secs(5));
-    wait_after(&b, mb, "dispatching nothing new", Duration::from_secs(5));
+    a.wait_after(ma, "dispatching nothing new", Duration::from_secs(5));
+    b.wait_after(mb, "dispatching nothing new", Duration::from_secs(5));
     redis = Redis::on(redis.port);
-    wait_after(&a, ma, "recovered", Duration::from_secs(8));
-    wait_after(&b, mb, "recovered", Duration::from_secs(8));
+    a.wait_after(ma, "recovered", Duration::from_secs(8));
+    b.wait_after(mb, "recovered", Duration::from_secs(8));
     going(100);
 
     // Paused (a partition), for a second past the point where the leases could have ended.
-    let (ma, mb) = (mark(&a), mark(&b));
+    let (ma, mb) = (a.log_mark(), b.log_mark());
     redis.proc.signal(Signal::SIGSTOP);
-    wait_after(&a, ma, "dispatching nothing new", Duration::from_secs(5));
-    wait_after(&b, mb, "dispatching nothing new", Duration::from_secs(5));
+    a.wait_after(ma, "dispatching nothing new", Duration::from_secs(5));
+    b.wait_after(mb, "dispatching nothing new", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(1)); // the partition's length, not a wait for an event
     redis.proc.signal(Signal::SIGCONT);
     going(100);
 
     // Restarted empty again, under the load that resumed.
-    let (ma, mb) = (mark(&a), mark(&b));
+    let (ma, mb) = (a.log_mark(), b.log_mark());
     redis.kill();
     redis = Redis::on(redis.port);
-    wait_after(&a, ma, "recovered", Duration::from_secs(8));
-    wait_after(&b, mb, "recovered", Duration::from_secs(8));
+    a.wait_after(ma, "recovered", Duration::from_secs(8));
+    b.wait_after(mb, "recovered", Duration::from_secs(8));
     going(100);
 
     load_a.finish();

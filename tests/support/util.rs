@@ -160,6 +160,35 @@ pub struct Lb {
     pub admin: Option<u16>,
 }
 
+impl Lb {
+    /// How many log lines it has written so far.
+    pub fn log_mark(&self) -> usize {
+        self.proc.log.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Waits for a log line after `mark` containing `needle`, and returns it. Blocks on the
+    /// next line each time (an event), never on a timer; bounded by `timeout` in all.
+    pub fn wait_after(&self, mark: usize, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.proc.log.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(l) = log.get(mark..).unwrap_or(&[]).iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            drop(log);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.proc.wait_line("", left)));
+            if left.is_zero() || next.is_err() {
+                panic!(
+                    "{}: no line with {needle:?} within {timeout:?}; its log:\n{}",
+                    self.proc.cmd,
+                    self.proc.stderr()
+                );
+            }
+        }
+    }
+}
+
 /// Starts `loadbalancer ARGS... 0 SERVERS...` and waits until it listens.
 pub fn balancer(args: &[&str], servers: &[u16]) -> Lb {
     balancer_env(args, servers, &[])
