@@ -27,7 +27,7 @@ use crate::balancer::bridge::poll_timeout;
 use crate::balancer::config::{Config, Mode};
 use crate::balancer::http;
 use crate::balancer::park::{self, Lot, Turn};
-use crate::balancer::sched::{Dispatcher, Job};
+use crate::balancer::sched::{Dispatcher, Job, Pusher};
 use crate::balancer::shortage;
 use crate::balancer::watch::{Kind, Watch};
 use crate::common::sys::Waker;
@@ -410,7 +410,7 @@ impl Acceptor {
 
     fn enqueue_job(&self, job: Job, lingering: &mut Vec<Waiting>) {
         let peer = job.peer;
-        match self.dispatcher.enqueue(job) {
+        match self.dispatcher.enqueue(job, Pusher::Acceptor) {
             Ok(waiting) => crate::debug!("client {peer}: queued, {waiting} waiting"),
             Err(job) => {
                 crate::warn!("client {peer}: waiting room full; answering 503");

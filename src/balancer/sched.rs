@@ -82,6 +82,15 @@ pub struct Job {
     pub registered: bool,
 }
 
+/// Who pushes a job into the waiting room (see `Dispatcher::enqueue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pusher {
+    /// The accepting thread: it computes its next deadline after its pushes.
+    Acceptor,
+    /// A worker, with a pipelined request it found after a response.
+    Worker,
+}
+
 /// A server in the table. Never removed: a server dropped by a reload is `retiring`, takes no
 /// new connection, and is hidden once idle, so slot indices stay valid.
 #[derive(Debug)]
@@ -281,7 +290,8 @@ pub struct Dispatcher {
     pub reuse: Reuse,
     /// When the earliest queue timeout is due, in nanoseconds since `started`: 0 means
     /// unknown (look), `u64::MAX` none (the room is empty). Moved under `state`'s lock; read
-    /// without it by `expire`, whose only caller (the accepting thread) also does every push.
+    /// without it by `expire`, whose only caller (the accepting thread) does most pushes and
+    /// is woken by the others (a worker's pipelined request: `Pusher::Worker`).
     room_due: AtomicU64,
     started: Instant,
     /// Bridges in flight, for a shared limit's cut (off without one).
@@ -342,7 +352,10 @@ impl Dispatcher {
     /// gate, no pacing, a server with room, and more sleeping workers than unwatched jobs, so
     /// each unwatched job has its own worker already woken for it, and it waits only for that
     /// worker to run (or, after the R-th dispatch, for one probe round).
-    pub fn enqueue(&self, mut job: Job) -> Result<usize, Job> {
+    ///
+    /// `by`: who pushes. The accepting thread computes its next queue timeout after its
+    /// pushes; a worker's push into an empty room wakes it, so that it does.
+    pub fn enqueue(&self, mut job: Job, by: Pusher) -> Result<usize, Job> {
         let st = self.state.lock();
         let at_once = st.phase == Phase::Running
             && st.gate.is_open()
@@ -353,7 +366,7 @@ impl Dispatcher {
             && choose(&st, &[]) != Choice::AllBusy;
         if at_once {
             job.unwatched = true;
-            return self.push_locked(st, job);
+            return self.push_locked(st, job, by);
         }
         drop(st);
         let http = job.request.is_some();
@@ -366,16 +379,16 @@ impl Dispatcher {
             Ok(()) => job.registered = true,
             Err(e) => crate::debug!("client {}: cannot watch it while it waits: {e}", job.peer),
         }
-        self.push(job)
+        self.push_locked(self.state.lock(), job, by)
     }
 
     /// Adds an accepted connection to the waiting room and says how many wait now, or gives
     /// it back when the room is full (the caller answers 503).
     pub fn push(&self, job: Job) -> Result<usize, Job> {
-        self.push_locked(self.state.lock(), job)
+        self.push_locked(self.state.lock(), job, Pusher::Acceptor)
     }
 
-    fn push_locked(&self, mut st: MutexGuard<'_, State>, job: Job) -> Result<usize, Job> {
+    fn push_locked(&self, mut st: MutexGuard<'_, State>, job: Job, by: Pusher) -> Result<usize, Job> {
         let (key, weight) = st.config.class_of(job.peer.ip());
         let unwatched = job.unwatched;
         match st.room.push(key, weight, job, Instant::now()) {
@@ -394,6 +407,9 @@ impl Dispatcher {
                 }
                 if waiting == 1 {
                     self.demand_changed();
+                    if by == Pusher::Worker {
+                        self.waker.wake();
+                    }
                 }
                 Ok(waiting)
             }

@@ -18,7 +18,7 @@ use crate::balancer::config::{CONNECT_TIMEOUT, MAX_LIMIT};
 use crate::balancer::http;
 use crate::balancer::park::{Arrival, Lot, Turn};
 use crate::balancer::request::After;
-use crate::balancer::sched::{Dispatcher, Failover, Job, Route, Slot, Ticket};
+use crate::balancer::sched::{Dispatcher, Failover, Job, Pusher, Route, Slot, Ticket};
 use crate::balancer::shortage;
 use crate::balancer::stats::Exchange;
 use nix::poll::{PollFd, PollFlags, poll};
@@ -128,7 +128,7 @@ impl Shared {
     fn park(&self, client: TcpStream, peer: SocketAddr, next: Vec<u8>, registered: bool) {
         match self.lot.arrive(client, peer, next, Arrival::Served { registered }) {
             Turn::Queue(job) => {
-                if let Err(job) = self.dispatcher.enqueue(job) {
+                if let Err(job) = self.dispatcher.enqueue(job, Pusher::Worker) {
                     crate::warn!("client {peer}: waiting room full; answering 503");
                     self.closer.answer(job.client, http::UNAVAILABLE);
                 }

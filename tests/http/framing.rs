@@ -65,6 +65,32 @@ fn three_pipelined_requests_are_answered_in_order() {
     assert_eq!(s.requests(), 3);
 }
 
+/// A pipelined request is queued by the worker that served the one before it, not by the
+/// accepting thread. If it must wait, its queue timeout still holds, even when the accepting
+/// thread sleeps with no deadline (the room had emptied): it is woken to count it. Here the
+/// first request takes 1.5 s and uses the rate's one token; the second then waits for the
+/// next token (4 s after the first) and gets the exact 503 at its 1 s queue timeout, 2.5 s in.
+#[test]
+fn a_pipelined_request_that_waits_too_long_gets_the_503() {
+    let s = keepalive::start("s", &Group::new(), |req, name| {
+        Act::After(Duration::from_millis(1500), keepalive::ok(name, &req.path))
+    });
+    let args = ["--mode", "http", "-R", "1000000", "--rate", "0.25", "--burst", "1", "--queue-timeout", "1s"];
+    let lb = balancer(&args, &[s.port]);
+    let mut c = Client::connect(lb.port);
+    let t0 = std::time::Instant::now();
+    c.send(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\nGET /two HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read(false).unwrap().body, b"/one");
+    let second = c.read(false).expect("an answer to the second request");
+    let waited = t0.elapsed();
+    assert_eq!(second.raw, EXACT_503, "after {waited:?}; log:\n{}", lb.proc.stderr());
+    assert!(waited < Duration::from_millis(3800), "the 503 came after {waited:?}, not at the queue timeout");
+    assert_eq!(s.requests(), 1, "the request that timed out reached the server");
+}
+
+const EXACT_503: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
+
 #[test]
 fn http_1_0_and_connection_close_from_either_side_close_after_the_response() {
     let (_s, lb) = one(|req, name| {
