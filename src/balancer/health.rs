@@ -114,10 +114,11 @@ impl Round {
             }
             let now = Instant::now();
             let mut fds: Vec<PollFd> = live.iter().filter_map(|i| probes[*i].poll_fd()).collect();
+            let answer_by = live.iter().map(|i| reply_due(&probes[*i], self.deadline)).min().unwrap_or(self.deadline);
             let until = if live.iter().any(|i| probes[*i].stage == Stage::Connecting) {
-                self.connect_deadline
+                self.connect_deadline.min(answer_by)
             } else {
-                self.deadline
+                answer_by
             };
             match poll(&mut fds, poll_timeout(until.saturating_duration_since(now))) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -139,10 +140,12 @@ impl Round {
                 }
             }
             // Deadlines are judged after a poll, so a round read late (one that was sent and
-            // parked, see `Dispatcher::take`) still takes the replies that came in time.
+            // parked, see `Dispatcher::take`) still takes the replies that came in time; and a
+            // request sent late (a probe renewed while its round was parked, sent only once the
+            // round is read) gets its full time to be answered.
             let now = Instant::now();
             for p in probes.iter_mut().filter(|p| p.result.is_none()) {
-                if now >= self.deadline {
+                if now >= reply_due(p, self.deadline) {
                     p.result =
                         Some(ProbeResult::Down(format!("no complete reply within {}s", PROBE_TIMEOUT.as_secs())));
                 } else if now >= self.connect_deadline && p.stage == Stage::Connecting {
@@ -205,6 +208,14 @@ enum Stage {
 }
 
 /// One probe's state machine: connect, send the request, read the whole reply.
+/// When `p`'s reply is due: the round's deadline, or `PROBE_TIMEOUT` after its request went
+/// out if that was later. Before this, a probe renewed while its round was parked (see
+/// `Round::reprobe`) was sent only when the round was read, and judged at once by the round's
+/// deadline, which an idle gap of 2 s had passed: a healthy server was marked down.
+fn reply_due(p: &Probe, round_deadline: Instant) -> Instant {
+    p.asked.map_or(round_deadline, |asked| round_deadline.max(asked + PROBE_TIMEOUT))
+}
+
 struct Probe {
     addr: SocketAddr,
     sock: Option<Socket>,
@@ -220,6 +231,8 @@ struct Probe {
     sent: usize,
     reply: Vec<u8>,
     result: Option<ProbeResult>,
+    /// When its request was all sent: the server has `PROBE_TIMEOUT` from then to answer.
+    asked: Option<Instant>,
 }
 
 impl Probe {
@@ -278,6 +291,7 @@ impl Probe {
             sent: 0,
             reply: Vec::new(),
             result: None,
+            asked: None,
         }
     }
 
@@ -365,6 +379,7 @@ impl Probe {
             }
         }
         self.stage = Stage::Receiving;
+        self.asked = Some(Instant::now());
     }
 
     /// `framed`: the reply ended at its Content-Length, not at EOF.
