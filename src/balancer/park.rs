@@ -128,14 +128,6 @@ impl Lot {
         Lot { watch, waker, inner: Mutex::new(inner) }
     }
 
-    pub fn len(&self) -> usize {
-        self.inner.lock().lot.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The timeouts for connections parked from now on (a reload).
     pub fn set_timeouts(&self, t: Timeouts) {
         self.inner.lock().timeouts = t;
@@ -231,11 +223,7 @@ impl Lot {
         if p.token == 0 {
             p.token = self.watch.token(Kind::Parked);
         }
-        let armed = match p.registered {
-            true => self.watch.arm(&p.stream, p.token, true, true),
-            false => self.watch.arm_new(&p.stream, p.token, true, true),
-        };
-        if let Err(e) = armed {
+        if let Err(e) = self.watch.arm(&p.stream, p.token, true, true, p.registered) {
             drop(inner);
             crate::error!("internal: cannot watch client {}: {e}; closing it", p.peer);
             return Turn::Closed;

@@ -88,11 +88,7 @@ impl Reuse {
             Some(tok) if !t.fired.remove(&tok) => tok,
             _ => {
                 let tok = self.watch.token(Kind::Idle);
-                let armed = match token {
-                    Some(_) => self.watch.arm(&conn, tok, false, true),
-                    None => self.watch.arm_new(&conn, tok, false, true),
-                };
-                if let Err(e) = armed {
+                if let Err(e) = self.watch.arm(&conn, tok, false, true, token.is_some()) {
                     // Unwatched, a server's close would go unseen until reuse: not worth keeping.
                     drop(t);
                     crate::error!("internal: cannot watch an idle connection to {addr}: {e}");

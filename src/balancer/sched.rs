@@ -371,11 +371,7 @@ impl Dispatcher {
         drop(st);
         let http = job.request.is_some();
         // Armed before the push: once in the room, a worker may take it at any moment.
-        let armed = match job.registered {
-            true => self.watch.arm(&job.client, job.id, false, http),
-            false => self.watch.arm_new(&job.client, job.id, false, http),
-        };
-        match armed {
+        match self.watch.arm(&job.client, job.id, false, http, job.registered) {
             Ok(()) => job.registered = true,
             Err(e) => crate::debug!("client {}: cannot watch it while it waits: {e}", job.peer),
         }

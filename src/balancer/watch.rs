@@ -78,25 +78,18 @@ impl Watch {
     /// Arms `fd` for one event under `token`. `input`: wake on readable bytes too, not only on
     /// the peer's close (`EPOLLRDHUP`) or an error or reset (always reported). `close`: wake
     /// when the peer closes its side; without it, only an error or reset wakes (a tcp-mode
-    /// client may half-close and still wait for its reply).
-    pub fn arm(&self, fd: impl AsFd, token: u64, input: bool, close: bool) -> io::Result<()> {
+    /// client may half-close and still wait for its reply). `seen`: the socket has been armed
+    /// before (a hint only: either way it ends up armed).
+    pub fn arm(&self, fd: impl AsFd, token: u64, input: bool, close: bool, seen: bool) -> io::Result<()> {
         let mut event = EpollEvent::new(flags(input, close), token);
-        // A socket is registered once for the life of its descriptor and re-armed after: the
-        // modify usually succeeds, and a socket seen for the first time is added.
-        match self.epoll.modify(fd.as_fd(), &mut event) {
+        // A socket is registered once for the life of its descriptor and re-armed after: one
+        // seen before is modified, a new one (a new client, a new server connection) added,
+        // and a wrong hint costs one failed call.
+        let first = if seen { self.epoll.modify(fd.as_fd(), &mut event) } else { self.epoll.add(fd.as_fd(), event) };
+        match first {
             Ok(()) => Ok(()),
-            Err(nix::errno::Errno::ENOENT) => self.epoll.add(fd, event).map_err(io::Error::from),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// As `arm`, for a socket that has most likely never been armed: added first (a new
-    /// client, a new server connection), which saves the failed modify.
-    pub fn arm_new(&self, fd: impl AsFd, token: u64, input: bool, close: bool) -> io::Result<()> {
-        let event = EpollEvent::new(flags(input, close), token);
-        match self.epoll.add(fd.as_fd(), event) {
-            Ok(()) => Ok(()),
-            Err(nix::errno::Errno::EEXIST) => self.arm(fd, token, input, close),
+            Err(nix::errno::Errno::ENOENT) if seen => self.epoll.add(fd, event).map_err(io::Error::from),
+            Err(nix::errno::Errno::EEXIST) if !seen => self.epoll.modify(fd, &mut event).map_err(io::Error::from),
             Err(e) => Err(e.into()),
         }
     }

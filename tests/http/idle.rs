@@ -25,6 +25,7 @@ fn an_idle_keep_alive_client_is_closed_after_its_timeout() {
     // A client that keeps talking is never closed for being idle.
     let mut c = Client::connect(lb.port);
     for _ in 0..4 {
+        // Pacing the client, not a wait: gaps shorter than its timeout, 2 s of them in all.
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(c.get("/").status, 200);
     }

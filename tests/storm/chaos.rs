@@ -462,7 +462,7 @@ impl Server {
                 }
                 return data;
             }
-            std::thread::sleep((self.work)(id));
+            std::thread::sleep((self.work)(id)); // the server's work time: pacing, not a wait
             let fault = self.fault();
             let reset = fault == Fault::ResetMidBody;
             {
